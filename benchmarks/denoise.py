@@ -1,0 +1,164 @@
+"""Benchmark of `dncli denoise`: protocol P1 quality, speed, memory and cost.
+
+    python benchmarks/denoise.py                      # shipped models, all sets, sigma 15/25/50
+    python benchmarks/denoise.py --limit 4 --sets Kodak24 --sigmas 25
+    python benchmarks/denoise.py --weights-color run.pt --json results.json
+
+Quality follows ../shared/design/BENCHMARK.md (P1): seeded unclipped Gaussian noise, output
+rounded to uint8, PSNR over all pixels and channels, skimage-style SSIM, mean over the set.
+Speed is the median wall time of a 1-megapixel colour image after a warm-up (model loading
+excluded); memory is the peak resident size of a fresh process denoising a 4-megapixel
+colour image, and how much that exceeds the process after loading the model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from denoise_cli.engine import weights as weight_files  # noqa: E402
+from denoise_cli.engine.cost import macs_per_pixel, parameter_count  # noqa: E402
+from denoise_cli.engine.inference import Runner  # noqa: E402
+from denoise_cli.engine.metrics import compare  # noqa: E402
+from denoise_cli.engine.physics.noise import protocol_noisy  # noqa: E402
+from denoise_cli.imgio.codec import read_image  # noqa: E402
+
+SETS = {"Set12": 1, "BSD68": 1, "CBSD68": 3, "Kodak24": 3}
+# P1 targets of the issue (at or above FFDNet / DnCNN) and DRUNet, the state of the art.
+TARGETS = {"CBSD68": (33.9, 31.25, 28.0), "Kodak24": (34.7, 32.2, 29.0),
+           "BSD68": (31.7, 29.25, 26.3), "Set12": (32.9, 30.5, 27.35)}
+DRUNET = {"Set12": (33.25, 30.94, 27.90), "BSD68": (31.91, 29.48, 26.59),
+          "CBSD68": (34.30, 31.69, 28.51), "Kodak24": (35.31, 32.89, 29.86)}
+TARGET_SIGMAS = (15, 25, 50)
+
+MEMORY_PROBE = """
+import resource, sys, numpy as np, torch
+sys.path.insert(0, {root!r})
+from denoise_cli.engine import weights
+from denoise_cli.engine.inference import Runner
+torch.set_num_threads({threads})
+model = weights.load_model({path!r}) if {path!r} else weights.load_shipped("unet3-color")
+runner = Runner(model, torch.device({device!r}), tile={tile})
+image = np.random.default_rng(0).random((1, 2048, 2048, 3), dtype=np.float32)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+runner(image, 25 / 255)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cuda = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+print(before * 1024, after * 1024, cuda)
+"""
+
+
+def load_model(channels: int, path: str | None):
+    if path:
+        return weight_files.load_model(Path(path))
+    return weight_files.load_shipped("unet3-gray" if channels == 1 else "unet3-color")
+
+
+def quality(runner: Runner, folder: Path, sigmas: list[int], limit: int | None) -> dict[int, dict]:
+    paths = sorted(folder.glob("*.png"))[:limit]
+    results = {}
+    for sigma in sigmas:
+        scores = []
+        for index, path in enumerate(paths):
+            clean = read_image(path).color
+            noisy = protocol_noisy(clean.astype(np.float64), sigma, index)
+            out = runner(noisy[None], sigma / 255.0)[0]
+            scores.append(compare(out, clean, "8"))
+        results[sigma] = {"psnr": float(np.mean([s["psnr"] for s in scores])),
+                          "ssim": float(np.mean([s["ssim"] for s in scores])), "images": len(scores)}
+    return results
+
+
+def speed(runner: Runner, channels: int, size: int = 1024, repeats: int = 3) -> float:
+    image = np.random.default_rng(0).random((1, size, size, channels), dtype=np.float32)
+    runner(image, 25 / 255.0)
+    times = []
+    for _ in range(repeats):
+        if runner.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        runner(image, 25 / 255.0)
+        if runner.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return size * size / 1e6 / float(np.median(times))
+
+
+def memory(path: str | None, device: str, threads: int, tile: int | None) -> dict[str, float]:
+    code = MEMORY_PROBE.format(root=str(ROOT), path=path or "", device=device, threads=threads, tile=tile)
+    before, after, cuda = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    return {"peak_rss_mb": after / 2**20, "increase_mb": (after - before) / 2**20, "cuda_peak_mb": cuda / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "testsets")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--sigmas", default="15,25,50")
+    parser.add_argument("--weights-color")
+    parser.add_argument("--weights-gray")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--limit", type=int, help="images per set (quick runs)")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sigmas = [int(s) for s in args.sigmas.split(",")]
+    paths = {1: args.weights_gray, 3: args.weights_color}
+    runners = {c: Runner(load_model(c, paths[c]), device, args.precision) for c in (1, 3)}
+    results: dict = {"protocol": "P1", "device": str(device), "threads": args.threads,
+                     "precision": args.precision, "sets": {}, "models": {}}
+
+    print(f"## P1 denoising quality (PSNR dB / SSIM), device {device}, {args.precision}\n")
+    print("| set | sigma | ours PSNR | ours SSIM | target | DRUNet | images |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.sets.split(","):
+        folder = args.data / name
+        if not folder.is_dir():
+            print(f"| {name} | - | skipped: {folder} not found | | | | |")
+            continue
+        scores = quality(runners[SETS[name]], folder, sigmas, args.limit)
+        results["sets"][name] = scores
+        for sigma, row in scores.items():
+            col = TARGET_SIGMAS.index(sigma) if sigma in TARGET_SIGMAS else None
+            target = f"{TARGETS[name][col]:.2f}" if col is not None else "-"
+            best = f"{DRUNET[name][col]:.2f}" if col is not None else "-"
+            print(f"| {name} | {sigma} | {row['psnr']:.2f} | {row['ssim']:.4f} | {target} | {best} | {row['images']} |",
+                  flush=True)
+
+    print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision})\n")
+    print("| model | params | MAC/pixel | megapixels/s (1 Mpx) | peak RSS 4 Mpx (MB) | above loaded model (MB) |")
+    print("|---|---|---|---|---|---|")
+    for channels, runner in runners.items():
+        name = "unet3-gray" if channels == 1 else "unet3-color"
+        row = {"parameters": parameter_count(runner.model),
+               "macs_per_pixel": macs_per_pixel(runner.model.cpu(), channels),
+               "megapixels_per_s": None}
+        runner.model.to(device)
+        row["megapixels_per_s"] = speed(runner, channels)
+        mem = {} if args.no_memory or channels == 1 else memory(paths[3], args.device, args.threads, None)
+        row.update(mem)
+        results["models"][name] = row
+        peak = f"{mem['peak_rss_mb']:.0f}" if mem else "-"
+        above = f"{mem['increase_mb']:.0f}" if mem else "-"
+        print(f"| {name} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | "
+              f"{row['megapixels_per_s']:.3f} | {peak} | {above} |", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

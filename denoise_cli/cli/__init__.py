@@ -1,0 +1,1 @@
+"""The command-line layer: typer only.  Parses, validates, calls the engine, reports."""

@@ -1,0 +1,50 @@
+"""Messages and progress on stderr; results alone go to stdout.
+
+Rich progress bars appear only when stderr is a terminal and ``--quiet`` is off; rich itself
+honours ``NO_COLOR``.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+quiet = False
+debug = False
+
+
+def info(message: str) -> None:
+    if not quiet:
+        print(f"dncli: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    if not quiet:
+        print(f"dncli: warning: {message}", file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    print(f"dncli: error: {message}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    def __init__(self, bar, task) -> None:
+        self._bar, self._task = bar, task
+
+    def update(self, done: int, total: int | None = None, **fields) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, **fields)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[_Progress]:
+    """A progress bar on a terminal stderr; silent otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield _Progress(None, None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield _Progress(bar, bar.add_task(description, total=total))

@@ -1,0 +1,129 @@
+"""Remove additive white Gaussian noise with a trained network.
+
+The shipped three-scale denoiser (Liu et al., IJCAI 2018, made noise-level conditional) has
+a gray and a colour model, picked to match each image; --weights uses a model trained with
+'dncli train'. SIGMA is the noise standard deviation on the 0..255 scale (the models were
+trained for 0..75), or 'auto' to estimate it per image. Alpha is kept; float inputs (32-bit
+TIFF, .npy) give float outputs, unclipped.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import console, runner
+from .options import (BatchSize, Depth, Device, Format, Glob, InPlace, Json, Output, Precision, Recursive,
+                      Shard, SkipExisting, Threads, Tile)
+
+NAME = "denoise"
+NO_ARGS_IS_HELP = True
+TRAINED_SIGMA_MAX = 75.0
+SHIPPED = {1: "unet3-gray", 3: "unet3-color"}
+
+
+def command(
+    input: Annotated[str, typer.Argument(help="Image, directory or '-' for stdin.")],
+    sigma: Annotated[str, typer.Option(
+        "--sigma", "-s", help="Noise level on the 0..255 scale, or 'auto' to estimate it per image.")],
+    output: Output = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Shipped model name (see 'dncli models') [default: by the image's channels].")] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", help="Weights file or checkpoint written by 'dncli train'.")] = None,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Precision = "fp32",
+    tile: Tile = None,
+    batch_size: BatchSize = 1,
+    format: Format = None,
+    depth: Depth = None,
+    recursive: Recursive = False,
+    glob: Glob = None,
+    skip_existing: SkipExisting = False,
+    shard: Shard = None,
+    in_place: InPlace = False,
+    json_output: Json = False,
+) -> int:
+    import json
+
+    import numpy as np
+
+    from ..engine import device as devices
+    from ..engine import weights as weight_files
+    from ..engine.inference import Runner
+    from ..engine.noise_estimate import estimate_sigma
+    from ..errors import UsageError
+
+    fixed_sigma = _parse_sigma(sigma, UsageError)
+    if model and weights:
+        raise UsageError("--model and --weights exclude each other")
+    if json_output and (output in (None, "-") and not in_place):
+        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+    if tile is not None and tile < 64:
+        raise UsageError("--tile must be at least 64 pixels")
+    torch_device = devices.select_device(device)
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)  # validates the name before any work
+
+    runners: dict[int, Runner] = {}
+
+    def runner_for(channels: int) -> Runner:
+        """The network for gray (1) or colour (3) images, loaded once."""
+        if channels not in runners:
+            if weights:
+                network = weight_files.load_model(weights)
+            else:
+                network = weight_files.load_shipped(model or SHIPPED[channels])
+            runners[channels] = Runner(network, torch_device, precision, tile)
+        return runners[channels]
+
+    records = []
+
+    def process(images, jobs):
+        color = np.stack([image.color for image in images])
+        levels = [fixed_sigma if fixed_sigma is not None else estimate_sigma(c) for c in color]
+        for job, level in zip(jobs, levels):
+            if fixed_sigma is None:
+                console.info(f"{job.name}: estimated sigma {level:.2f}")
+            records.append({"input": job.name, "output": job.dest, "sigma": round(float(level), 3)})
+        network = runner_for(color.shape[-1])
+        denoised = _run_matching_channels(network, color, np.asarray(levels, np.float32) / 255.0)
+        return [image.with_color(result) for image, result in zip(images, denoised)]
+
+    code = runner.run_images(input, output, process, format=format, depth=depth, recursive=recursive, glob=glob,
+                             skip_existing=skip_existing, shard=shard, in_place=in_place,
+                             batch_size=batch_size, description="denoising")
+    if json_output:
+        print(json.dumps({"images": records}, indent=2))
+    return code
+
+
+def _parse_sigma(text: str, usage_error) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise usage_error(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
+    if not 0 <= value <= 255:
+        raise usage_error(f"--sigma {value:g} is out of range: use 0..255 (the models were trained for 0..75)")
+    if value > TRAINED_SIGMA_MAX:
+        console.warn(f"--sigma {value:g} is above the trained range 0..{TRAINED_SIGMA_MAX:g}: expect artefacts")
+    return value
+
+
+def _run_matching_channels(network, color, sigma):
+    """Gray models denoise colour images channel by channel; colour models see gray as RGB."""
+    import numpy as np
+
+    model_channels = network.model.config.channels
+    image_channels = color.shape[-1]
+    if model_channels == image_channels:
+        return network(color, sigma)
+    if model_channels == 1:
+        planes = np.concatenate([color[..., c : c + 1] for c in range(image_channels)])
+        out = network(planes, np.tile(sigma, image_channels))
+        return np.concatenate(np.split(out, image_channels), axis=-1)
+    rgb = network(np.repeat(color, 3, axis=-1), sigma)
+    return rgb.mean(axis=-1, keepdims=True)

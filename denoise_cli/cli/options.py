@@ -1,0 +1,34 @@
+"""Option definitions shared by the commands, so every command spells them the same way."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Output = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="Output file, directory (for a directory input) or '-' for stdout [default: stdout].")]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Include images in subdirectories.")]
+Glob = Annotated[Optional[str], typer.Option(
+    "--glob", help="Only files whose name matches this pattern, e.g. '*.png' [default: all image types].")]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing", help="Skip inputs whose output already exists (resume a batch).")]
+Shard = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N",
+    help="Process every N-th file of the sorted list, starting at K (0-based); "
+         "defaults to RANK/WORLD_SIZE under torchrun.")]
+InPlace = Annotated[bool, typer.Option("--in-place", help="Allow overwriting the input files with the results.")]
+Format = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help="Output format: png, tiff, jpeg, bmp, pnm or npy [default: from the output name, "
+                           "else the input's type].")]
+Depth = Annotated[Optional[str], typer.Option(
+    "--depth", help="Output bit depth: 8, 16 or 32f [default: the input's].")]
+Device = Annotated[Optional[str], typer.Option(
+    "--device", help="auto, cpu, cuda or cuda:N [default: $DNCLI_DEVICE, else auto].")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads [default: torch's choice].")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="fp32, fp16 or bf16; fp16/bf16 apply on CUDA only.")]
+Tile = Annotated[Optional[int], typer.Option(
+    "--tile", help="Tile side in pixels for large images [default: chosen from free memory].")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Same-size images processed together.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

@@ -1,0 +1,45 @@
+"""The loop every per-image command shares: plan the jobs, run them, report on stderr."""
+from __future__ import annotations
+
+from . import console
+
+
+def run_images(input: str, output: str | None, process, *, format: str | None, depth: str | None,
+               recursive: bool = False,
+               glob: str | None = None, skip_existing: bool = False, shard: str | None = None,
+               in_place: bool = False, batch_size: int = 1, description: str = "processing") -> int:
+    """Run ``process`` over every input; returns the exit code (1 when any image failed)."""
+    from .. import batch
+    from ..errors import UsageError
+    from ..imgio.codec import SUPPORTED_FORMATS
+
+    if format is not None and format not in SUPPORTED_FORMATS:
+        raise UsageError(f"--format {format!r}: use one of {', '.join(SUPPORTED_FORMATS)}")
+    if depth is not None and depth not in ("8", "16", "32f"):
+        raise UsageError(f"--depth {depth!r}: use 8, 16 or 32f")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    jobs, skipped = batch.plan(input, output, recursive=recursive, pattern=glob, shard=batch.parse_shard(shard),
+                               skip_existing=skip_existing, in_place=in_place, out_format=format)
+    report = batch.Report(skipped=skipped)
+    with console.progress(description, len(jobs)) as bar:
+        def on_event(event: dict) -> None:
+            if event["kind"] == "progress":
+                bar.update(event["done"], event["total"])
+            elif event["kind"] == "warning":
+                console.warn(f"{event['name']}: {event['message']}")
+            elif event["kind"] == "failed":
+                console.error(event["message"])
+
+        batch.run(jobs, process, batch_size=batch_size, out_format=format, depth=depth,
+                  on_event=on_event, report=report)
+    if len(jobs) > 1 or skipped:
+        summary = f"{report.done} written, {report.skipped} skipped, {len(report.failed)} failed"
+        console.info(summary)
+    if report.failed:
+        if len(jobs) > 1:
+            console.error(f"{len(report.failed)} of {len(jobs)} image(s) failed: "
+                          + ", ".join(name for name, _ in report.failed[:5])
+                          + (" ..." if len(report.failed) > 5 else ""))
+        return 1
+    return 0

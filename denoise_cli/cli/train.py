@@ -1,0 +1,116 @@
+"""Train the denoiser on folders of clean images (supervised, synthetic Gaussian noise).
+
+Random patches with flips/rotations; each patch gets a noise level drawn from --sigma-range
+(0..255 scale); Adam with warm-up and cosine decay; validation PSNR on --val every
+--validate-every steps. The output file is a checkpoint and a weights file at once: --resume
+continues it exactly, 'dncli denoise --weights' uses it. Started by torchrun, training runs
+data-parallel on every process (NCCL on GPUs, gloo on CPUs).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import console
+from .options import Device, Json, Precision, Seed, Threads
+
+NAME = "train"
+NO_ARGS_IS_HELP = True
+
+
+def command(
+    data: Annotated[list[Path], typer.Argument(help="Directories of clean training images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
+    channels: Annotated[int, typer.Option("--channels", help="1 trains a gray model, 3 a colour model.")] = 3,
+    val: Annotated[Optional[Path], typer.Option("--val", help="Directory of clean validation images.")] = None,
+    val_sigma: Annotated[float, typer.Option("--val-sigma", help="Noise level of validation.")] = 25.0,
+    sigma_range: Annotated[str, typer.Option("--sigma-range", help="LOW,HIGH noise levels to train for.")] = "0,75",
+    patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels (a multiple of 4).")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 16,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 10000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 5e-4,
+    loss: Annotated[str, typer.Option("--loss", help="l1 or l2.")] = "l1",
+    widths: Annotated[str, typer.Option("--widths", help="Channels at scales 1,2,3.")] = "64,128,192",
+    blocks: Annotated[str, typer.Option("--blocks", help="Bottleneck blocks: encoder 2, encoder 3, decoder 2.")] = "2,4,1",
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 500,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Precision = "bf16",
+    json_output: Json = False,
+) -> int:
+    import json
+    import os
+
+    from ..engine import device as devices
+    from ..engine import registry, weights
+    from ..engine.training import ddp
+    from ..engine.training.data import PatchSampler, load_images
+    from ..engine.training.supervised import SupervisedDenoising
+    from ..engine.training.trainer import TrainConfig, train
+    from ..errors import UsageError
+
+    low, high = _numbers(sigma_range, 2, "--sigma-range", UsageError)
+    if not 0 <= low <= high <= 255:
+        raise UsageError("--sigma-range: need 0 <= LOW <= HIGH <= 255")
+    if channels not in (1, 3):
+        raise UsageError("--channels must be 1 or 3")
+    if patch < 16 or patch % 4:
+        raise UsageError("--patch must be a multiple of 4, at least 16")
+    if resume and not output.is_file():
+        raise UsageError(f"--resume: no checkpoint at {output}")
+    if not resume and output.exists():
+        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
+    torch_device = ddp.local_device(devices.select_device(device))
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)
+
+    options = {"channels": channels, "widths": _numbers(widths, 3, "--widths", UsageError, int),
+               "encoder_blocks": _numbers(blocks, 3, "--blocks", UsageError, int)[:2],
+               "decoder_blocks": _numbers(blocks, 3, "--blocks", UsageError, int)[2]}
+    if resume:
+        record = weights.load_checkpoint(output)
+        options = record["options"]
+    model = registry.build("unet3", options)
+    console.info(f"loading training images from {', '.join(map(str, data))}")
+    sampler = PatchSampler(load_images(data, channels), patch)
+    validation = load_images([val], channels) if val else []
+    task = SupervisedDenoising(sampler, (low, high), loss, validation, (val_sigma,))
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
+                         seed=seed, precision=precision)
+    meta = {"training_data": [str(d) for d in data], "sigma_range": [low, high], "loss": loss,
+            "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
+
+    with console.progress("training", max_steps) as bar:
+        def on_event(event: dict) -> None:
+            if event["kind"] == "log":
+                bar.update(event["step"], event["max_steps"])
+                console.info(f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.5f}  "
+                             f"lr {event['lr']:.2e}  {event['elapsed']:.0f}s")
+            elif event["kind"] == "validate":
+                scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
+                console.info(f"step {event['step']}: validation {scores}")
+            elif event["kind"] == "checkpoint":
+                console.info(f"step {event['step']}: checkpoint {event['path']}")
+
+        result = train(model, task, config, output, meta, torch_device, resume=resume, on_event=on_event)
+    if json_output and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "history": result.history}, indent=2))
+    return 0
+
+
+def _numbers(text: str, count: int, option: str, usage_error, kind=float) -> list:
+    try:
+        values = [kind(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise usage_error(f"{option} {text!r}: expected {count} comma-separated numbers")
+    return values

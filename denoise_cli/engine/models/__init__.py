@@ -1,0 +1,2 @@
+"""One module per architecture family; importing this package registers them all."""
+from . import unet3  # noqa: F401

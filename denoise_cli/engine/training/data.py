@@ -1,0 +1,71 @@
+"""Training data: clean images held in memory as uint8, random augmented patches on demand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm")
+
+
+def to_gray_uint8(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, rounded: how BSD68 was made from CBSD68."""
+    luma = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[np.ndarray]:
+    """All images under ``folders`` (recursively, sorted) as ``[H, W, channels]`` uint8 arrays.
+
+    Colour images are converted to luma when ``channels`` is 1; gray images are repeated when
+    ``channels`` is 3.  Images smaller than ``min_size`` on either side are skipped.
+    """
+    from ...imgio.codec import read_image
+
+    paths = [p for folder in folders for p in sorted(Path(folder).rglob("*"))
+             if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = []
+    for path in paths:
+        pixels = read_image(path).pixels  # float32 in [0, 1]
+        array = np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
+        colour = array[..., :3] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)
+        array = to_gray_uint8(colour)[..., None] if channels == 1 else colour
+        if min(array.shape[:2]) >= min_size:
+            images.append(np.ascontiguousarray(array))
+    if not images:
+        raise ValueError(f"no usable images in {', '.join(map(str, folders))}")
+    return images
+
+
+class PatchSampler:
+    """Random square patches with one of the 8 flips/rotations, as float tensors in [0, 1].
+
+    Images are drawn with probability proportional to their area, so every pixel of the
+    training set is equally likely to be seen.
+    """
+
+    def __init__(self, images: list[np.ndarray], patch_size: int) -> None:
+        small = [im.shape for im in images if min(im.shape[:2]) < patch_size]
+        if small:
+            raise ValueError(f"{len(small)} training images are smaller than the {patch_size}-pixel patch")
+        self.images = [torch.from_numpy(im).permute(2, 0, 1) for im in images]
+        areas = torch.tensor([float(im.shape[0] * im.shape[1]) for im in images])
+        self.weights = areas / areas.sum()
+        self.patch_size = patch_size
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        p = self.patch_size
+        picks = torch.multinomial(self.weights, count, replacement=True, generator=generator)
+        patches = []
+        for index in picks.tolist():
+            image = self.images[index]
+            top = int(torch.randint(0, image.shape[1] - p + 1, (1,), generator=generator))
+            left = int(torch.randint(0, image.shape[2] - p + 1, (1,), generator=generator))
+            patch = image[:, top : top + p, left : left + p]
+            turns = int(torch.randint(0, 4, (1,), generator=generator))
+            patch = torch.rot90(patch, turns, dims=(1, 2))
+            if int(torch.randint(0, 2, (1,), generator=generator)):
+                patch = patch.flip(2)
+            patches.append(patch)
+        return torch.stack(patches).float() / 255.0

@@ -1,0 +1,158 @@
+"""One training loop for every method; what is learned is decided by a pluggable ``Task``.
+
+The loop owns what every trainer needs: Adam with warm-up and cosine decay, AMP on CUDA,
+DistributedDataParallel when started by ``torchrun``, exact resumption from checkpoints,
+``max_steps``/``max_time`` limits, periodic validation and progress events.  A task supplies
+the batches, the loss and the validation metric.
+
+Randomness: the batch of step ``s`` on rank ``r`` comes from a generator seeded with
+``(seed, r, s)``, so a resumed run draws exactly the batches the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from .. import weights
+from . import ddp
+
+
+@dataclass
+class TrainConfig:
+    """Options shared by every trainer.  Times are in seconds, learning rates absolute."""
+
+    max_steps: int = 10000
+    max_time: float | None = None  # stop (and checkpoint) after this many seconds of this run
+    batch_size: int = 16  # per process
+    learning_rate: float = 5e-4
+    final_learning_rate: float = 1e-6
+    warmup_steps: int = 200
+    validate_every: int = 500
+    checkpoint_every: float = 300.0  # seconds between checkpoints
+    log_every: int = 20
+    seed: int = 0
+    grad_clip: float = 1.0
+    precision: str = "bf16"  # autocast dtype on CUDA; CPU always trains in float32
+
+    def learning_rate_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.final_learning_rate + (self.learning_rate - self.final_learning_rate) * cosine
+
+
+class Task(Protocol):
+    """What a trainer learns: batches, a loss, and a validation metric."""
+
+    def batch(self, size: int, generator: torch.Generator, device: torch.device) -> object: ...
+
+    def loss(self, model: nn.Module, batch: object) -> torch.Tensor: ...
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainResult:
+    step: int
+    elapsed: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + rank) * 1_000_033 + step)
+    return g
+
+
+def train(
+    model: nn.Module,
+    task: Task,
+    config: TrainConfig,
+    checkpoint: Path,
+    weights_meta: dict,
+    device: torch.device,
+    resume: bool = False,
+    on_event: Callable[[dict], None] = lambda event: None,
+) -> TrainResult:
+    """Train ``model`` on ``task``; checkpoints (also loadable as weights) go to ``checkpoint``.
+
+    ``weights_meta`` is the architecture record (``arch``, ``options``, ...) saved with the
+    weights.  ``on_event`` receives dicts with a ``kind`` of ``log``, ``validate`` or
+    ``checkpoint``; it is called on rank 0 only.
+    """
+    dist = ddp.context(device)
+    model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
+    step, elapsed_before = 0, 0.0
+    history: list[dict] = []
+    if resume:
+        state = weights.load_checkpoint(checkpoint)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        history = list(state.get("history", []))
+    trained = dist.wrap(model)
+    use_amp = device.type == "cuda" and config.precision in ("bf16", "fp16")
+    amp_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start = time.monotonic()
+    last_checkpoint = start
+    running, running_count = 0.0, 0
+
+    def save() -> None:
+        if dist.is_main:
+            weights.save_checkpoint(
+                checkpoint, model, weights_meta, optimizer=optimizer, step=step,
+                elapsed=elapsed_before + time.monotonic() - start, history=history,
+                train_config=asdict(config),
+            )
+            on_event({"kind": "checkpoint", "step": step, "path": str(checkpoint)})
+
+    model.train()
+    while step < config.max_steps:
+        out_of_time = config.max_time is not None and time.monotonic() - start >= config.max_time
+        if dist.any(out_of_time):  # every rank must stop at the same step
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(step)
+        batch = task.batch(config.batch_size, _step_generator(config.seed, dist.rank, step), device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            loss = task.loss(trained, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        running += loss.item()
+        running_count += 1
+        if dist.is_main and (step % config.log_every == 0 or step == config.max_steps):
+            on_event({"kind": "log", "step": step, "max_steps": config.max_steps,
+                      "loss": running / running_count, "lr": config.learning_rate_at(step - 1),
+                      "elapsed": elapsed_before + time.monotonic() - start})
+            running, running_count = 0.0, 0
+        if config.validate_every and step % config.validate_every == 0 and dist.is_main:
+            model.eval()
+            with torch.no_grad():
+                metrics = task.validate(model, device)
+            model.train()
+            record = {"step": step, **metrics}
+            history.append(record)
+            on_event({"kind": "validate", **record})
+        if time.monotonic() - last_checkpoint >= config.checkpoint_every:
+            save()
+            last_checkpoint = time.monotonic()
+    save()
+    dist.close()
+    return TrainResult(step=step, elapsed=elapsed_before + time.monotonic() - start, history=history)

@@ -1,0 +1,1 @@
+"""Image input and output: decoding, encoding, streams, metadata, atomic writes, folders."""

@@ -1,0 +1,171 @@
+"""The shared engine: network contract, tiling, metrics, training, weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, run_dncli, synthetic_image, write_png
+from denoise_cli.engine import registry, weights
+from denoise_cli.engine.inference import Runner
+from denoise_cli.engine.metrics import compare, psnr, ssim
+from denoise_cli.engine.tiling import apply_tiled
+
+
+def random_model(channels: int = 3, options: dict | None = None) -> torch.nn.Module:
+    torch.manual_seed(1)
+    model = registry.build("unet3", {"channels": channels, **(options or {})})
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.04)
+    return model.eval()
+
+
+def test_unet3_any_size_and_receptive_field_bound():
+    model = random_model(3)
+    for height, width in ((17, 23), (64, 64), (5, 9)):
+        assert model(torch.rand(2, 3, height, width), 0.1).shape == (2, 3, height, width)
+    x = torch.zeros(1, 3, 160, 160, requires_grad=True)
+    model(x, 0.1)[0, :, 80, 80].sum().backward()
+    rows, cols = torch.nonzero(x.grad.abs().sum(1)[0], as_tuple=True)
+    reach = max((rows - 80).abs().max().item(), (cols - 80).abs().max().item())
+    assert 0 < reach <= model.receptive_radius
+
+
+def test_sigma_is_an_input_and_per_image():
+    model = random_model(1)
+    x = torch.rand(2, 1, 32, 32)
+    both = model(x, torch.tensor([0.05, 0.2]))
+    assert torch.allclose(both[0], model(x[:1], 0.05)[0], atol=1e-6)
+    assert torch.allclose(both[1], model(x[1:], 0.2)[0], atol=1e-6)
+    assert not torch.allclose(both[0], model(x[:1], 0.2)[0])
+
+
+@pytest.mark.parametrize("tile", [96, 128, 200])
+def test_tiled_equals_untiled(tile: int):
+    model = random_model(3)
+    runner = Runner(model, torch.device("cpu"), tile=1024)
+    image = np.random.default_rng(0).random((1, 203, 257, 3), dtype=np.float32)
+    whole = runner(image, 0.1)
+    runner.tile = tile
+    assert np.abs(runner(image, 0.1) - whole).max() < 1e-4
+
+
+def test_tiles_blend_smoothly_when_margin_is_too_small():
+    def network(x: torch.Tensor) -> torch.Tensor:  # a window-dependent response: shows seams
+        return x + x.mean()
+
+    x = torch.rand(1, 1, 100, 100)
+    blended = apply_tiled(network, x, tile=48, margin=2, multiple=1, ramp=12)
+    jumps = (blended[..., 1:] - blended[..., :-1]).abs().max()
+    assert jumps < (x[..., 1:] - x[..., :-1]).abs().max() + 0.05
+
+
+def test_metrics_against_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (48, 40, 3)).astype(np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 12, clean.shape), 0, 255).astype(np.uint8)
+    assert psnr(noisy, clean) == pytest.approx(metrics.peak_signal_noise_ratio(clean, noisy, data_range=255))
+    expected = metrics.structural_similarity(clean, noisy, data_range=255, gaussian_weights=True, sigma=1.5,
+                                             use_sample_covariance=False, channel_axis=-1)
+    assert ssim(noisy, clean) == pytest.approx(expected, abs=1e-9)
+    gray_expected = metrics.structural_similarity(clean[..., 0], noisy[..., 0], data_range=255,
+                                                  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert ssim(noisy[..., 0], clean[..., 0]) == pytest.approx(gray_expected, abs=1e-9)
+
+
+def test_compare_rounds_to_the_reference_depth():
+    reference = np.full((16, 16, 1), 0.5, np.float32)
+    estimate = reference + 0.4 / 255  # rounds to the same 8-bit value
+    assert compare(estimate, reference, "8")["psnr"] == float("inf")
+    assert compare(estimate, reference, "32f")["psnr"] < 100
+
+
+def _train_cli(tmp_path: Path, output: Path, *extra: str) -> None:
+    data = tmp_path / "data"
+    if not data.exists():
+        for index in range(4):
+            write_png(data / f"{index}.png", synthetic_image(48, 48, 1, index))
+    args = ["train", str(data), "-o", str(output), "--channels", "1", "--patch", "32", "--batch-size", "4",
+            "--widths", "8,8,8", "--blocks", "1,1,1", "--seed", "5", "--lr", "2e-3", *extra]
+    result = run_dncli(*args, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_training_lowers_the_loss():
+    from denoise_cli.engine.training.data import PatchSampler
+    from denoise_cli.engine.training.supervised import SupervisedDenoising
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
+    images = [synthetic_image(48, 48, 1, i) for i in range(4)]
+    task = SupervisedDenoising(PatchSampler(images, 32), (20, 30), "l2")
+    model = registry.build("unet3", {"channels": 1, **TINY})
+    losses: list[float] = []
+    config = TrainConfig(max_steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, log_every=10,
+                         validate_every=0)
+
+    def record(event: dict) -> None:
+        if event["kind"] == "log":
+            losses.append(event["loss"])
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        train(model, task, config, Path(folder) / "c.pt", {}, torch.device("cpu"), on_event=record)
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_resume_after_an_interruption_is_exact(tmp_path: Path):
+    from denoise_cli.engine.training.data import PatchSampler
+    from denoise_cli.engine.training.supervised import SupervisedDenoising
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
+    images = [synthetic_image(48, 48, 3, i) for i in range(3)]
+    config = TrainConfig(max_steps=10, batch_size=2, warmup_steps=2, log_every=1, validate_every=0,
+                         checkpoint_every=0.0)
+
+    def run(path: Path, resume: bool = False, stop_at: int | None = None) -> dict:
+        torch.manual_seed(0)
+        model = registry.build("unet3", {"channels": 3, **TINY})
+
+        def interrupt(event: dict) -> None:
+            if stop_at is not None and event["kind"] == "log" and event["step"] == stop_at:
+                raise KeyboardInterrupt
+
+        task = SupervisedDenoising(PatchSampler(images, 32), (0, 50))
+        try:
+            train(model, task, config, path, {}, torch.device("cpu"), resume=resume, on_event=interrupt)
+        except KeyboardInterrupt:
+            pass
+        return weights.load_checkpoint(path)
+
+    straight = run(tmp_path / "straight.pt")
+    assert run(tmp_path / "resumed.pt", stop_at=6)["step"] == 5
+    resumed = run(tmp_path / "resumed.pt", resume=True)
+    assert resumed["step"] == 10
+    for name, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][name]), name
+
+
+def test_trained_file_is_usable_weights(tmp_path: Path):
+    _train_cli(tmp_path, tmp_path / "model.pt", "--max-steps", "3")
+    image = write_png(tmp_path / "n.png", synthetic_image(40, 40, 1))
+    result = run_dncli("denoise", str(image), "-s", "20", "--weights", str(tmp_path / "model.pt"),
+                       "-o", str(tmp_path / "d.png"))
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_distributed_training_with_two_cpu_processes(tmp_path: Path):
+    for index in range(4):
+        write_png(tmp_path / "data" / f"{index}.png", synthetic_image(48, 48, 3, index))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "denoise_cli", "train", str(tmp_path / "data"), "-o", str(tmp_path / "ddp.pt"),
+               "--patch", "32", "--batch-size", "2", "--widths", "8,8,8", "--blocks", "1,1,1", "--max-steps", "4"]
+    result = subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    record = weights.load_checkpoint(tmp_path / "ddp.pt")
+    assert record["step"] == 4 and record["meta"]["world_size"] == 2
