@@ -177,7 +177,7 @@ def run(jobs: list[Job], process: Process, *, batch_size: int = 1, out_format: s
             results = process([image for _, image in items], [job for job, _ in items])
         except (ImageError, ValueError) as exc:
             for job, _ in items:
-                fail(job, str(exc))
+                fail(job, str(exc) if str(exc).startswith(job.name) else f"{job.name}: {exc}")
             return
         for (job, _), result in zip(items, results):
             try:

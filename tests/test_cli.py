@@ -178,11 +178,11 @@ def test_denoise_through_pipes_keeps_alpha_and_size(tmp_path: Path, tiny_weights
 
 
 def test_denoise_shipped_models_pick_by_channels_and_verify(tmp_path: Path, shipped_dir: Path):
-    gray = write_png(tmp_path / "g.png", synthetic_image(20, 28, 1))
+    gray = write_png(tmp_path / "g.png", synthetic_image(64, 72, 1))
     env = {"DNCLI_WEIGHTS_DIR": str(shipped_dir)}
     result = run_dncli("denoise", str(gray), "-s", "auto", "-o", str(tmp_path / "g_out.png"), "--json", env=env)
     assert result.returncode == 0, result.stderr.decode()
-    assert read(tmp_path / "g_out.png").shape == (20, 28, 1)
+    assert read(tmp_path / "g_out.png").shape == (64, 72, 1)
     assert json.loads(result.stdout)["images"][0]["sigma"] >= 0
     (shipped_dir / "unet3-gray.pt").write_bytes(b"tampered")
     tampered = run_dncli("denoise", str(gray), "-s", "10", "-o", str(tmp_path / "t.png"), env=env)

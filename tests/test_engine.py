@@ -169,3 +169,26 @@ def test_distributed_training_with_two_cpu_processes(tmp_path: Path):
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     record = weights.load_checkpoint(tmp_path / "ddp.pt")
     assert record["step"] == 4 and record["meta"]["world_size"] == 2
+
+
+def test_a_wheel_install_finds_and_verifies_shipped_weights(tmp_path: Path, shipped_dir: Path):
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(Path(__file__).resolve().parent.parent, source,
+                    ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__", "*.pt",
+                                                  "manifest.json"))
+    for item in shipped_dir.iterdir():
+        shutil.copy(item, source / "weights" / item.name)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
+                   check=True, capture_output=True, timeout=600)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    *map(str, wheels.glob("*.whl"))], check=True, capture_output=True, timeout=600)
+    code = ("import denoise_cli.engine.weights as w; assert w.weights_dir().name == '_weights', w.weights_dir(); "
+            "w.load_shipped('unet3-color'); w.load_shipped('unet3-gray')")
+    env = {k: v for k, v in os.environ.items() if k != "DNCLI_WEIGHTS_DIR"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            env={**env, "PYTHONPATH": str(target)}, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]

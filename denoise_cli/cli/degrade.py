@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
 from . import runner
 from .options import Depth, Format, Glob, InPlace, Output, Recursive, Seed, Shard, SkipExisting
 
@@ -41,16 +42,14 @@ def command(
 ) -> int:
     import numpy as np
 
-    from ..engine.physics import noise as noise_models
     from ..engine.physics.blur import blur as apply_blur, parse_kernel
-    from ..errors import UsageError
     from ..imgio.codec import format_from_path
 
     if noise is None and blur is None:
         raise UsageError("nothing to do: give --noise and/or --blur")
     if boundary not in ("wrap", "reflect"):
         raise UsageError(f"--boundary {boundary!r}: use wrap or reflect")
-    add_noise = _noise_model(noise, noise_models, UsageError) if noise else None
+    add_noise = _noise_model(noise) if noise else None
     kernel = None
     if blur:
         kernel, warnings = parse_kernel(blur)
@@ -77,18 +76,20 @@ def command(
                              in_place=in_place, description="degrading")
 
 
-def _noise_model(spec: str, noise_models, usage_error):
+def _noise_model(spec: str):
+    from ..engine.physics import noise as noise_models
+
     kind, _, value = spec.partition(":")
     try:
         level = float(value)
     except ValueError:
-        raise usage_error(f"--noise {spec!r}: expected gaussian:SIGMA or poisson:PEAK") from None
+        raise UsageError(f"--noise {spec!r}: expected gaussian:SIGMA or poisson:PEAK") from None
     if kind == "gaussian":
         if not 0 <= level <= 255:
-            raise usage_error(f"--noise {spec!r}: sigma must be in 0..255")
+            raise UsageError(f"--noise {spec!r}: sigma must be in 0..255")
         return lambda image, rng: noise_models.gaussian(image, level, rng)
     if kind == "poisson":
         if level <= 0:
-            raise usage_error(f"--noise {spec!r}: the peak must be positive")
+            raise UsageError(f"--noise {spec!r}: the peak must be positive")
         return lambda image, rng: noise_models.poisson(image, level, rng)
-    raise usage_error(f"--noise {spec!r}: unknown noise {kind!r} (use gaussian or poisson)")
+    raise UsageError(f"--noise {spec!r}: unknown noise {kind!r} (use gaussian or poisson)")

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
 from . import console, runner
 from .options import (BatchSize, Depth, Device, Format, Glob, InPlace, Json, Output, Precision, Recursive,
                       Shard, SkipExisting, Threads, Tile)
@@ -45,6 +46,14 @@ def command(
     in_place: InPlace = False,
     json_output: Json = False,
 ) -> int:
+    fixed_sigma = _parse_sigma(sigma)
+    if model and weights:
+        raise UsageError("--model and --weights exclude each other")
+    if json_output and (output in (None, "-") and not in_place):
+        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+    if tile is not None and tile < 64:
+        raise UsageError("--tile must be at least 64 pixels")
+
     import json
 
     import numpy as np
@@ -53,15 +62,6 @@ def command(
     from ..engine import weights as weight_files
     from ..engine.inference import Runner
     from ..engine.noise_estimate import estimate_sigma
-    from ..errors import UsageError
-
-    fixed_sigma = _parse_sigma(sigma, UsageError)
-    if model and weights:
-        raise UsageError("--model and --weights exclude each other")
-    if json_output and (output in (None, "-") and not in_place):
-        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
-    if tile is not None and tile < 64:
-        raise UsageError("--tile must be at least 64 pixels")
     torch_device = devices.select_device(device)
     devices.configure_threads(threads)
     devices.autocast(torch_device, precision)  # validates the name before any work
@@ -99,15 +99,15 @@ def command(
     return code
 
 
-def _parse_sigma(text: str, usage_error) -> float | None:
+def _parse_sigma(text: str) -> float | None:
     if text.strip().lower() == "auto":
         return None
     try:
         value = float(text)
     except ValueError:
-        raise usage_error(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
+        raise UsageError(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
     if not 0 <= value <= 255:
-        raise usage_error(f"--sigma {value:g} is out of range: use 0..255 (the models were trained for 0..75)")
+        raise UsageError(f"--sigma {value:g} is out of range: use 0..255 (the models were trained for 0..75)")
     if value > TRAINED_SIGMA_MAX:
         console.warn(f"--sigma {value:g} is above the trained range 0..{TRAINED_SIGMA_MAX:g}: expect artefacts")
     return value

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
 from . import console
 from .options import Json, Recursive
 
@@ -31,16 +32,14 @@ def command(
 
     import numpy as np
 
-    from ..batch import list_images
     from ..engine.metrics import compare
-    from ..errors import UsageError
     from ..imgio.codec import ImageError, read_image
 
     if output == "-" and ref == "-":
         raise UsageError("only one of OUTPUT and --ref can be '-'")
     if json_output and csv:
         raise UsageError("--json and --csv exclude each other")
-    pairs = _pairs(output, ref, recursive, list_images, UsageError)
+    pairs = _pairs(output, ref, recursive)
     rows, failed = [], []
     for name, out_path, ref_path in pairs:
         try:
@@ -79,14 +78,17 @@ def _shape(pixels) -> str:
     return f"{pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}"
 
 
-def _pairs(output: str, ref: str, recursive: bool, list_images, usage_error) -> list[tuple[str, str, str]]:
+def _pairs(output: str, ref: str, recursive: bool) -> list[tuple[str, str, str]]:
+    """(name, output path, reference path) for two files or two directories matched by relative path."""
+    from ..batch import list_images
+
     for side in (output, ref):
         if side != "-" and not Path(side).exists():
-            raise usage_error(f"{side}: no such file or directory")
+            raise UsageError(f"{side}: no such file or directory")
     out_dir = output != "-" and Path(output).is_dir()
     ref_dir = ref != "-" and Path(ref).is_dir()
     if out_dir != ref_dir:
-        raise usage_error("OUTPUT and --ref must both be files or both be directories")
+        raise UsageError("OUTPUT and --ref must both be files or both be directories")
     if not out_dir:
         return [(output if output != "-" else "<stdin>", output, ref)]
     pairs = []
@@ -98,5 +100,5 @@ def _pairs(output: str, ref: str, recursive: bool, list_images, usage_error) -> 
             match = references.get(relative.with_suffix("").as_posix(), match)
         pairs.append((relative.as_posix(), str(path), str(match)))
     if not pairs:
-        raise usage_error(f"{output}: no images found")
+        raise UsageError(f"{output}: no images found")
     return pairs

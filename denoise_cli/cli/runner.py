@@ -27,7 +27,7 @@ def run_images(input: str, output: str | None, process, *, format: str | None, d
             if event["kind"] == "progress":
                 bar.update(event["done"], event["total"])
             elif event["kind"] == "warning":
-                console.warn(f"{event['name']}: {event['message']}")
+                console.warn(event["message"])  # imgio names the file in its warnings
             elif event["kind"] == "failed":
                 console.error(event["message"])
 

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
 from . import console
 from .options import Device, Json, Precision, Seed, Threads
 
@@ -53,9 +54,8 @@ def command(
     from ..engine.training.data import PatchSampler, load_images
     from ..engine.training.supervised import SupervisedDenoising
     from ..engine.training.trainer import TrainConfig, train
-    from ..errors import UsageError
 
-    low, high = _numbers(sigma_range, 2, "--sigma-range", UsageError)
+    low, high = _numbers(sigma_range, 2, "--sigma-range")
     if not 0 <= low <= high <= 255:
         raise UsageError("--sigma-range: need 0 <= LOW <= HIGH <= 255")
     if channels not in (1, 3):
@@ -70,9 +70,9 @@ def command(
     devices.configure_threads(threads)
     devices.autocast(torch_device, precision)
 
-    options = {"channels": channels, "widths": _numbers(widths, 3, "--widths", UsageError, int),
-               "encoder_blocks": _numbers(blocks, 3, "--blocks", UsageError, int)[:2],
-               "decoder_blocks": _numbers(blocks, 3, "--blocks", UsageError, int)[2]}
+    options = {"channels": channels, "widths": _numbers(widths, 3, "--widths", int),
+               "encoder_blocks": _numbers(blocks, 3, "--blocks", int)[:2],
+               "decoder_blocks": _numbers(blocks, 3, "--blocks", int)[2]}
     if resume:
         record = weights.load_checkpoint(output)
         options = record["options"]
@@ -106,11 +106,11 @@ def command(
     return 0
 
 
-def _numbers(text: str, count: int, option: str, usage_error, kind=float) -> list:
+def _numbers(text: str, count: int, option: str, kind=float) -> list:
     try:
         values = [kind(part) for part in text.split(",")]
     except ValueError:
         values = []
     if len(values) != count:
-        raise usage_error(f"{option} {text!r}: expected {count} comma-separated numbers")
+        raise UsageError(f"{option} {text!r}: expected {count} comma-separated numbers")
     return values

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from . import device as devices
-from .tiling import apply_tiled
+from .tiling import apply_tiled, overlap
 
 # Peak bytes per pixel of a float32 forward pass of the shipped denoisers, measured with
 # benchmarks/denoise.py (about 1.1 kB at 4 megapixels) and rounded up for safety.
 BYTES_PER_PIXEL = 2048
 MAX_AUTO_TILE = 2048
-MIN_TILE = 128
+MIN_CORE = 64  # pixels each tile contributes beyond its overlap with the neighbours
 
 
 @dataclass
@@ -36,12 +36,14 @@ class Runner:
         self.multiple = int(getattr(self.model, "size_multiple", 1))
 
     def tile_size(self, batch: int) -> int:
+        """The requested tile, or one that fits a quarter of free memory; never smaller than
+        the overlap that keeps tiles exact plus ``MIN_CORE``."""
+        smallest = overlap(self.margin, self.multiple) + MIN_CORE
         if self.tile is not None:
-            return self.tile
+            return max(self.tile, smallest)
         budget = devices.free_memory_bytes(self.device) // 4
         side = int((budget / (BYTES_PER_PIXEL * max(1, batch))) ** 0.5)
-        side = side // self.multiple * self.multiple
-        return max(MIN_TILE, min(MAX_AUTO_TILE, side))
+        return max(smallest, min(MAX_AUTO_TILE, side // self.multiple * self.multiple))
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:

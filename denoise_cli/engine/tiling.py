@@ -39,14 +39,22 @@ def _profile(start: int, stop: int, length: int, margin: int, ramp: int,
     return weight
 
 
+def default_ramp(margin: int, multiple: int) -> int:
+    return max(multiple, margin // 2)
+
+
+def overlap(margin: int, multiple: int, ramp: int | None = None) -> int:
+    """Pixels shared by neighbouring tiles: a margin on each side plus the blending ramp."""
+    return 2 * margin + (default_ramp(margin, multiple) if ramp is None else ramp)
+
+
 def tile_plan(height: int, width: int, tile: int, margin: int, multiple: int = 1,
               ramp: int | None = None) -> list[tuple[int, int, int, int]]:
     """``(top, bottom, left, right)`` windows covering the image; tile is the window side."""
-    ramp = max(multiple, margin // 2) if ramp is None else ramp
-    overlap = 2 * margin + ramp
-    step = (tile - overlap) // multiple * multiple
+    shared = overlap(margin, multiple, ramp)
+    step = (tile - shared) // multiple * multiple
     if step <= 0:
-        raise ValueError(f"tile size {tile} is too small for an overlap of {overlap} pixels")
+        raise ValueError(f"tile size {tile} is too small for an overlap of {shared} pixels")
     rows = _starts(height, tile, step, multiple)
     cols = _starts(width, tile, step, multiple)
 
@@ -68,7 +76,7 @@ def apply_tiled(network: Network, x: torch.Tensor, tile: int, margin: int,
     _, _, height, width = x.shape
     if height <= tile and width <= tile:
         return network(x)
-    ramp = max(multiple, margin // 2) if ramp is None else ramp
+    ramp = default_ramp(margin, multiple) if ramp is None else ramp
     out: torch.Tensor | None = None
     total = torch.zeros(1, 1, height, width, device=x.device)
     for top, bottom, left, right in tile_plan(height, width, tile, margin, multiple, ramp):

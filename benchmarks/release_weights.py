@@ -1,6 +1,6 @@
 """Turn a training checkpoint into shipped weights and record it in ``manifest.json``.
 
-    python weights/release.py CHECKPOINT NAME --hardware "2 CPU cores (...)" \
+    python benchmarks/release_weights.py CHECKPOINT NAME --hardware "2 CPU cores (...)" \
         [--benchmark benchmarks/results/denoise.json] [--sets CBSD68,Kodak24]
 
 Writes ``weights/NAME.pt`` (the checkpoint without optimizer state, float32) and its entry:
@@ -14,8 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "weights"
+sys.path.insert(0, str(ROOT))
 
 from denoise_cli.engine import weights  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel, parameter_count  # noqa: E402
