@@ -269,3 +269,18 @@ def test_doctor_reports_weights(shipped_dir: Path):
     report = json.loads(result.stdout)
     assert report["weights"] == {"unet3-color": "ok", "unet3-gray": "ok"}
     assert report["device"] in ("cpu", "cuda")
+
+
+def test_batched_folder_equals_one_by_one(tmp_path: Path, tiny_weights):
+    weights = tiny_weights(3)
+    for index in range(4):
+        write_png(tmp_path / "in" / f"{index}.png", synthetic_image(40, 48, 3, index))
+    write_png(tmp_path / "in" / "odd.png", synthetic_image(24, 24, 3))  # another size: its own batch
+    for batch in ("1", "3"):
+        result = run_dncli("denoise", str(tmp_path / "in"), "-s", "20", "--weights", str(weights),
+                           "--batch-size", batch, "-o", str(tmp_path / f"out{batch}"), "--format", "tiff",
+                           "--depth", "32f")
+        assert result.returncode == 0, result.stderr.decode()
+    for index in list(range(4)) + ["odd"]:
+        single, batched = read(tmp_path / "out1" / f"{index}.tif"), read(tmp_path / "out3" / f"{index}.tif")
+        assert np.abs(single - batched).max() < 1e-5
