@@ -19,20 +19,21 @@ few directions (and mostly in textured patches).
 
 Accuracy (``benchmarks/noise_estimate.py``, unclipped noise, sigma 5..75): mean absolute error
 0.04-0.22 on CBSD68 and Kodak24 and 0.2-0.6 on Set12 and BSD68 (0..255 units), where texture that
-passes for noise makes gray estimates read 0.2-0.5 high.  The other estimators tried, on the same
+passes for noise makes gray estimates read 0.2-0.6 high.  The other estimators tried, on the same
 protocol, read texture as noise at low levels: at sigma 5 the wavelet median absolute deviation
-(Donoho) and Immerkaer's Laplacian estimator give 6.3-7.0 on average over the gray sets (up to
-twice the truth on textured images), Chen's method on gray images 7.1-8.5 (its 64 dimensions
-mostly carry texture), and the weak-texture method on colour images was less accurate than
-Chen's and several times slower.
+(Donoho) and Immerkaer's Laplacian estimator give 6.4-7.3 on average over the four sets (single
+images up to three times the truth), Chen's method on gray images 7.1-8.7 (its 64 dimensions mostly
+carry texture).  The weak-texture method on joint colour patches was less accurate than Chen's
+there, and several times slower.
 
 Quantised, clipped input (what an image file holds) works but reads low at high noise.  Rounding
 to 8 bits adds variance 1/12 (0..255 units), which matters only below sigma 1.  Clipping removes
 noise near black and white, so patches holding a pixel at exactly 0 or 1 are left out; at high
 noise nearly every patch holds one, and then all are used.  Measured with 8-bit clipped noisy
-images (``--clip``): mean estimates within 2 % of the truth up to sigma 25 (single images up to
-4-7 off at sigma 25 where large areas are saturated), 5-10 % low at sigma 50 and about 16 % low at
-sigma 75.  Undoing that would need a censored-noise model (Foi, "Clipped noisy images", 2009).
+images (``--clip``): up to sigma 25 the mean estimates per set stay within 0.6 of the unclipped
+ones (single images up to 4-7 low at sigma 25 where large areas are saturated); at sigma 50 they
+are 5-11 % low, at sigma 75 16-17 % low.  Undoing that would need a censored-noise model (Foi,
+"Clipped noisy images: heteroskedastic modeling and practical denoising", 2009).
 """
 from __future__ import annotations
 
