@@ -57,6 +57,28 @@ print(before * 1024, after * 1024, cuda)
 """
 
 
+class FFDNetShape(torch.nn.Module):
+    """FFDNet's architecture with random weights, only to time it on the same machine: pixel
+    unshuffle to half resolution plus a noise map, a plain conv/ReLU stack (colour 12 layers of
+    96 channels, gray 15 of 64), pixel shuffle back."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        depth, width = (12, 96) if channels == 3 else (15, 64)
+        layers: list[torch.nn.Module] = [torch.nn.Conv2d(4 * channels + 1, width, 3, padding=1), torch.nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU()]
+        layers.append(torch.nn.Conv2d(width, 4 * channels, 3, padding=1))
+        self.body = torch.nn.Sequential(*layers)
+        self.receptive_radius = 2 * depth + 2
+        self.size_multiple = 2
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        half = torch.nn.functional.pixel_unshuffle(x, 2)
+        level = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *half.shape[2:])
+        return torch.nn.functional.pixel_shuffle(self.body(torch.cat([half, level], 1)), 2)
+
+
 def load_model(channels: int, path: str | None):
     if path:
         return weight_files.load_model(Path(path))
@@ -155,6 +177,16 @@ def main() -> None:
         above = f"{mem['increase_mb']:.0f}" if mem else "-"
         print(f"| {name} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | "
               f"{row['megapixels_per_s']:.3f} | {peak} | {above} |", flush=True)
+    for channels in (1, 3):
+        reference = FFDNetShape(channels).eval()
+        runner = Runner(reference, device, args.precision)
+        name = f"FFDNet shape ({'gray' if channels == 1 else 'colour'}, timing only)"
+        row = {"parameters": parameter_count(reference), "macs_per_pixel": macs_per_pixel(reference.cpu(), channels)}
+        runner.model.to(device)
+        row["megapixels_per_s"] = speed(runner, channels)
+        results["models"][name] = row
+        print(f"| {name} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | "
+              f"{row['megapixels_per_s']:.3f} | - | - |", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -237,8 +237,9 @@ def test_closed_pipe_ends_quietly(tmp_path: Path):
 
 def test_interrupted_batch_exits_130_without_partial_files(tmp_path: Path):
     source = tmp_path / "in"
-    for index in range(40):
-        write_png(source / f"{index:02d}.png", synthetic_image(160, 160, 3, index))
+    pixels = synthetic_image(256, 256, 3)
+    for index in range(300):
+        write_png(source / f"{index:03d}.png", pixels)
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "denoise_cli", "degrade", str(source), "-o", str(out),
                                 "--blur", "box:41", "--noise", "gaussian:5"], stderr=subprocess.PIPE)
@@ -252,7 +253,7 @@ def test_interrupted_batch_exits_130_without_partial_files(tmp_path: Path):
     assert process.returncode == 130 and b"Traceback" not in stderr
     assert not [p for p in out.iterdir() if not p.name.endswith(".png")]
     for path in out.iterdir():
-        assert read(path).shape == (160, 160, 3)
+        assert read(path).shape == (256, 256, 3)
 
 
 def test_man_pages_match_the_app(tmp_path: Path):
