@@ -285,3 +285,30 @@ def test_batched_folder_equals_one_by_one(tmp_path: Path, tiny_weights):
     for index in list(range(4)) + ["odd"]:
         single, batched = read(tmp_path / "out1" / f"{index}.tif"), read(tmp_path / "out3" / f"{index}.tif")
         assert np.abs(single - batched).max() < 1e-5
+
+
+def test_eval_psnr_crop_and_luma(tmp_path: Path):
+    reference = synthetic_image(32, 32, 3)
+    estimate = reference.copy()
+    estimate[:2] = 0  # damage only a 2-pixel border
+    write_png(tmp_path / "ref.png", reference)
+    write_png(tmp_path / "out.png", estimate)
+    scores = {}
+    for name, extra in (("plain", []), ("crop", ["--crop", "2"]), ("luma", ["--y"])):
+        result = run_dncli("eval-psnr", str(tmp_path / "out.png"), "--ref", str(tmp_path / "ref.png"), "--json",
+                           *extra)
+        assert result.returncode == 0, result.stderr.decode()
+        scores[name] = json.loads(result.stdout)["mean"]["psnr"]
+    assert scores["crop"] == float("inf") and np.isfinite(scores["plain"])
+    assert scores["luma"] != scores["plain"]
+
+
+def test_quiet_silences_messages_but_not_errors(tmp_path: Path, tiny_weights):
+    image = write_png(tmp_path / "a.png", synthetic_image(64, 64, 3))
+    weights = str(tiny_weights(3))
+    loud = run_dncli("denoise", str(image), "-s", "auto", "--weights", weights, "-o", str(tmp_path / "b.png"))
+    assert b"estimated sigma" in loud.stderr
+    quiet = run_dncli("denoise", str(image), "-s", "auto", "--weights", weights, "-o", str(tmp_path / "c.png"),
+                      "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == b""
+    assert_clean_error(run_dncli("--quiet", "denoise", str(tmp_path / "missing.png"), "-s", "5"), 2, "missing.png")
