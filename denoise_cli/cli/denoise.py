@@ -83,12 +83,13 @@ def command(
     def process(images, jobs):
         color = np.stack([image.color for image in images])
         levels = [fixed_sigma if fixed_sigma is not None else estimate_sigma(c) for c in color]
-        for job, level in zip(jobs, levels):
-            if fixed_sigma is None:
+        if fixed_sigma is None:
+            for job, level in zip(jobs, levels):
                 console.info(f"{job.name}: estimated sigma {level:.2f}")
-            records.append({"input": job.name, "output": job.dest, "sigma": round(float(level), 3)})
         network = runner_for(color.shape[-1])
         denoised = _run_matching_channels(network, color, np.asarray(levels, np.float32) / 255.0)
+        records.extend({"input": job.name, "output": job.dest, "sigma": round(float(level), 3)}
+                       for job, level in zip(jobs, levels))
         return [image.with_color(result) for image, result in zip(images, denoised)]
 
     code = runner.run_images(input, output, process, format=format, depth=depth, recursive=recursive, glob=glob,

@@ -1,16 +1,16 @@
 """The loop every per-image command shares: plan the jobs, run them, report on stderr."""
 from __future__ import annotations
 
+from ..errors import UsageError
 from . import console
 
 
 def run_images(input: str, output: str | None, process, *, format: str | None, depth: str | None,
-               recursive: bool = False,
-               glob: str | None = None, skip_existing: bool = False, shard: str | None = None,
-               in_place: bool = False, batch_size: int = 1, description: str = "processing") -> int:
+               recursive: bool = False, glob: str | None = None, skip_existing: bool = False,
+               shard: str | None = None, in_place: bool = False, batch_size: int = 1,
+               description: str = "processing") -> int:
     """Run ``process`` over every input; returns the exit code (1 when any image failed)."""
     from .. import batch
-    from ..errors import UsageError
     from ..imgio.codec import SUPPORTED_FORMATS
 
     if format is not None and format not in SUPPORTED_FORMATS:
