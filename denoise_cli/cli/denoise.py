@@ -65,6 +65,8 @@ def command(
     torch_device = devices.select_device(device)
     devices.configure_threads(threads)
     devices.autocast(torch_device, precision)  # validates the name before any work
+    if precision != "fp32" and torch_device.type == "cpu":
+        console.warn(f"--precision {precision} applies on CUDA only; the CPU computes in float32")
 
     runners: dict[int, Runner] = {}
 
