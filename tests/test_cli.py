@@ -26,7 +26,8 @@ def test_version_and_help_list_every_command():
     version = run_dncli("--version")
     assert version.returncode == 0 and version.stdout.decode().startswith("dncli ")
     help_text = run_dncli("--help").stdout.decode()
-    for command in ("denoise", "train", "degrade", "eval-psnr", "models", "doctor"):
+    for command in ("denoise", "train", "degrade", "eval-psnr", "models", "doctor", "deblur", "map-train",
+                    "blindspot-train"):
         assert command in help_text
     installed = subprocess.run(["dncli", "--version"], capture_output=True) if _on_path("dncli") else version
     assert installed.stdout == version.stdout

@@ -15,7 +15,7 @@ from typer.exceptions import TyperException
 
 from .. import __version__
 from . import console
-from . import denoise, degrade, doctor, evalpsnr, models, train
+from . import blindspot, deblur, denoise, degrade, doctor, evalpsnr, maptrain, models, train
 
 app = typer.Typer(
     name="dncli",
@@ -28,7 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (denoise, train, degrade, evalpsnr, models, doctor):
+for module in (denoise, deblur, train, maptrain, blindspot, degrade, evalpsnr, models, doctor):
     app.command(module.NAME, help=module.__doc__, no_args_is_help=module.NO_ARGS_IS_HELP)(module.command)
 
 

@@ -2,7 +2,8 @@
 
 The shipped three-scale denoiser (Liu et al., IJCAI 2018, made noise-level conditional) has
 a gray and a colour model, picked to match each image; --weights uses a model trained with
-'dncli train'. SIGMA is the noise standard deviation on the 0..255 scale (the models were
+'dncli train' or 'dncli blindspot-train' (a blind-spot model that learned the noise level
+gives its own estimate for 'auto'). SIGMA is the noise standard deviation on the 0..255 scale (the models were
 trained for 0..75), or 'auto' to estimate it per image. Alpha is kept; float inputs (32-bit
 TIFF, .npy) give float outputs, unclipped.
 """
@@ -31,7 +32,7 @@ def command(
     model: Annotated[Optional[str], typer.Option(
         "--model", help="Shipped model name (see 'dncli models') [default: by the image's channels].")] = None,
     weights: Annotated[Optional[str], typer.Option(
-        "--weights", help="Weights file or checkpoint written by 'dncli train'.")] = None,
+        "--weights", help="Weights file or checkpoint written by 'dncli train' or 'dncli blindspot-train'.")] = None,
     device: Device = None,
     threads: Threads = None,
     precision: Precision = "fp32",
@@ -84,11 +85,16 @@ def command(
 
     def process(images, jobs):
         color = np.stack([image.color for image in images])
-        levels = [fixed_sigma if fixed_sigma is not None else estimate_sigma(c) for c in color]
+        network = runner_for(color.shape[-1])
+        # A model that learned the noise level (blind-spot global/per-image) estimates it itself.
+        own = fixed_sigma is None and getattr(network.model, "estimates_sigma", False)
+        if own:
+            levels = list(_own_sigma(network, color) * 255.0)
+        else:
+            levels = [fixed_sigma if fixed_sigma is not None else estimate_sigma(c) for c in color]
         if fixed_sigma is None:
             for job, level in zip(jobs, levels):
-                console.info(f"{job.name}: estimated sigma {level:.2f}")
-        network = runner_for(color.shape[-1])
+                console.info(f"{job.name}: estimated sigma {level:.2f}{' (by the model)' if own else ''}")
         denoised = _run_matching_channels(network, color, np.asarray(levels, np.float32) / 255.0)
         records.extend({"input": job.name, "output": job.dest, "sigma": round(float(level), 3)}
                        for job, level in zip(jobs, levels))
@@ -114,6 +120,19 @@ def _parse_sigma(text: str) -> float | None:
     if value > TRAINED_SIGMA_MAX:
         console.warn(f"--sigma {value:g} is above the trained range 0..{TRAINED_SIGMA_MAX:g}: expect artefacts")
     return value
+
+
+def _own_sigma(network, color):
+    """The [0, 1]-scale level a self-estimating model gives each image, seen as it will denoise it
+    (see ``_run_matching_channels``): a gray model on colour averages its per-plane levels."""
+    import numpy as np
+
+    model_channels = network.model.config.channels
+    if model_channels == color.shape[-1]:
+        return network.own_sigma(color)
+    if model_channels == 1:
+        return np.mean([network.own_sigma(color[..., c : c + 1]) for c in range(color.shape[-1])], axis=0)
+    return network.own_sigma(np.repeat(color, 3, axis=-1))
 
 
 def _run_matching_channels(network, color, sigma):

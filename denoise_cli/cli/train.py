@@ -9,7 +9,7 @@ data-parallel on every process (NCCL on GPUs, gloo on CPUs).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -88,22 +88,29 @@ def command(
             "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
 
     with console.progress("training", max_steps) as bar:
-        def on_event(event: dict) -> None:
-            if event["kind"] == "log":
-                bar.update(event["step"], event["max_steps"])
-                console.info(f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.5f}  "
-                             f"lr {event['lr']:.2e}  {event['elapsed']:.0f}s")
-            elif event["kind"] == "validate":
-                scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
-                console.info(f"step {event['step']}: validation {scores}")
-            elif event["kind"] == "checkpoint":
-                console.info(f"step {event['step']}: checkpoint {event['path']}")
-
-        result = train(model, task, config, output, meta, torch_device, resume=resume, on_event=on_event)
+        result = train(model, task, config, output, meta, torch_device, resume=resume,
+                       on_event=training_reporter(bar))
     if json_output and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
                           "history": result.history}, indent=2))
     return 0
+
+
+def training_reporter(bar: console._Progress) -> Callable[[dict], None]:
+    """The trainer's ``on_event`` for every training command: it moves the progress bar and
+    prints one stderr line per log, validation and checkpoint event."""
+    def on_event(event: dict) -> None:
+        if event["kind"] == "log":
+            bar.update(event["step"], event["max_steps"])
+            console.info(f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.5f}  "
+                         f"lr {event['lr']:.2e}  {event['elapsed']:.0f}s")
+        elif event["kind"] == "validate":
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
+            console.info(f"step {event['step']}: validation {scores}")
+        elif event["kind"] == "checkpoint":
+            console.info(f"step {event['step']}: checkpoint {event['path']}")
+
+    return on_event
 
 
 def _numbers(text: str, count: int, option: str, kind=float) -> list:

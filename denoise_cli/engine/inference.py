@@ -11,7 +11,8 @@ from . import device as devices
 from .tiling import apply_tiled, overlap
 
 # Peak bytes per pixel of a float32 forward pass of the shipped denoisers, measured with
-# benchmarks/denoise.py (about 1.1 kB at 4 megapixels) and rounded up for safety.
+# benchmarks/denoise.py (about 1.1 kB at 4 megapixels) and rounded up for safety; a model may
+# declare its own with a ``bytes_per_pixel`` attribute.
 BYTES_PER_PIXEL = 2048
 MAX_AUTO_TILE = 2048
 MIN_CORE = 64  # pixels each tile contributes beyond its overlap with the neighbours
@@ -42,7 +43,8 @@ class Runner:
         if self.tile is not None:
             return max(self.tile, smallest)
         budget = devices.free_memory_bytes(self.device) // 4
-        side = int((budget / (BYTES_PER_PIXEL * max(1, batch))) ** 0.5)
+        per_pixel = int(getattr(self.model, "bytes_per_pixel", BYTES_PER_PIXEL))
+        side = int((budget / (per_pixel * max(1, batch))) ** 0.5)
         return max(smallest, min(MAX_AUTO_TILE, side // self.multiple * self.multiple))
 
     @torch.no_grad()
@@ -60,3 +62,22 @@ class Runner:
 
         out = apply_tiled(network, x, self.tile_size(x.shape[0]), self.margin, self.multiple)
         return out.float().permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def own_sigma(self, images: np.ndarray) -> np.ndarray:
+        """The noise level a model that estimates it itself (``model.estimates_sigma``) gives each
+        of the ``[B, H, W, C]`` images, on the [0, 1] scale.
+
+        The model's per-pixel estimate (``noise_logits``) is computed tile by tile with its own
+        receptive radius as the margin, so it is exact, and averaged over the whole image before
+        ``sigma_from_logit``: tiling does not change the level.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+        def logits(window: torch.Tensor) -> torch.Tensor:
+            with devices.autocast(self.device, self.precision):
+                return self.model.noise_logits(window).float()
+
+        per_pixel = apply_tiled(logits, x, self.tile_size(x.shape[0]), int(self.model.noise_radius))
+        return self.model.sigma_from_logit(per_pixel.mean(dim=(1, 2, 3))).cpu().numpy()

@@ -42,13 +42,18 @@ class PatchSampler:
     """Random square patches with one of the 8 flips/rotations, as float tensors in [0, 1].
 
     Images are drawn with probability proportional to their area, so every pixel of the
-    training set is equally likely to be seen.
+    training set is equally likely to be seen.  ``images`` are uint8 ``[H, W, C]`` arrays
+    (0..255, scaled to [0, 1]) or float32 ones already on the [0, 1] scale, which are used as
+    they are: noisy training images keep their unclipped, unquantised values.
     """
 
     def __init__(self, images: list[np.ndarray], patch_size: int) -> None:
         small = [im.shape for im in images if min(im.shape[:2]) < patch_size]
         if small:
             raise ValueError(f"{len(small)} training images are smaller than the {patch_size}-pixel patch")
+        if len({im.dtype for im in images}) > 1:
+            raise ValueError("training images must all be uint8 or all float32")
+        self.scale = 255.0 if images[0].dtype == np.uint8 else 1.0
         self.images = [torch.from_numpy(im).permute(2, 0, 1) for im in images]
         areas = torch.tensor([float(im.shape[0] * im.shape[1]) for im in images])
         self.weights = areas / areas.sum()
@@ -68,4 +73,4 @@ class PatchSampler:
             if int(torch.randint(0, 2, (1,), generator=generator)):
                 patch = patch.flip(2)
             patches.append(patch)
-        return torch.stack(patches).float() / 255.0
+        return torch.stack(patches).float() / self.scale

@@ -1,0 +1,207 @@
+"""Benchmark of the blind-spot denoiser (`dncli blindspot-train`): P1 quality, speed and cost.
+
+    python benchmarks/blindspot.py --weights-gray bs-gray.pt --weights-color bs-color.pt
+    python benchmarks/blindspot.py --weights-color bs-color.pt --sets Kodak24 --limit 4
+    python benchmarks/blindspot.py --fit-steps 2000 --sets Set12      # self-supervised on the test inputs
+    python benchmarks/blindspot.py ... --json benchmarks/results/blindspot.json
+
+Quality follows protocol P1 of ../shared/design/BENCHMARK.md: clean = png / 255, Gaussian noise
+seeded by [int(sigma), index in sorted order], not clipped; outputs rounded to uint8; PSNR over
+all pixels and channels, skimage-style SSIM, mean over the set.  Each model is scored twice:
+the posterior mean (the network's prediction combined with the noisy pixel, Laine et al.) and
+the blind-spot mean alone.  A model that learned the noise level is given no sigma: it uses
+its own estimate, whose mean is reported.
+
+Models are loaded from --weights-gray/--weights-color, or, with --fit-steps, trained here on
+each set's own noisy inputs (self-supervised: the trainer never sees the clean images, which
+only score the result), which is how a blind-spot network is used on a single noisy batch.
+Speed is the median wall time on a random image of --speed-size pixels a side after a warm-up,
+as megapixels per second with the device and thread count; cost is multiply-accumulates per
+pixel counted from the layer shapes, and parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from denoise import speed  # noqa: E402  (the P1 timing of benchmarks/denoise.py)
+
+from denoise_cli.engine import registry  # noqa: E402
+from denoise_cli.engine import weights as weight_files  # noqa: E402
+from denoise_cli.engine.cost import macs_per_pixel, parameter_count  # noqa: E402
+from denoise_cli.engine.inference import Runner  # noqa: E402
+from denoise_cli.engine.metrics import compare  # noqa: E402
+from denoise_cli.engine.models.blindspot import BlindSpotConfig  # noqa: E402
+from denoise_cli.engine.physics.noise import protocol_noisy  # noqa: E402
+from denoise_cli.engine.training.blindspot import BlindSpotTraining  # noqa: E402
+from denoise_cli.engine.training.data import PatchSampler  # noqa: E402
+from denoise_cli.engine.training.trainer import TrainConfig, train  # noqa: E402
+from denoise_cli.imgio.codec import read_image  # noqa: E402
+
+SETS = {"Set12": 1, "BSD68": 1, "CBSD68": 3, "Kodak24": 3}
+# Supervised reference at sigma 25 (FFDNet, BENCHMARK.md's published figures, P1).
+FFDNET_25 = {"Set12": 30.43, "BSD68": 29.19, "CBSD68": 31.21, "Kodak24": 32.13}
+# Widths for quick CPU checks of the script with --fit-steps (not for reporting).
+TINY = {"trunk_depth": 4, "trunk_width": 16, "branch_width": 8, "head_widths": (32, 16)}
+
+
+class BlindSpotMean(torch.nn.Module):
+    """The blind-spot mean of a model, with the attributes the engine's Runner reads."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.config = model.config
+        self.receptive_radius = model.receptive_radius
+        self.size_multiple = model.size_multiple
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, sigma, posterior=False)
+
+
+def load_set(folder: Path, sigma: int, limit: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(clean, noisy)`` float pairs of protocol P1 for the first ``limit`` images."""
+    pairs = []
+    for index, path in enumerate(sorted(folder.glob("*.png"))[:limit]):
+        clean = read_image(path).color
+        pairs.append((clean, protocol_noisy(clean.astype(np.float64), sigma, index)))
+    return pairs
+
+
+def fit(pairs: list[tuple[np.ndarray, np.ndarray]], channels: int, args: argparse.Namespace,
+        device: torch.device) -> torch.nn.Module:
+    """A model trained on the noisy halves of ``pairs`` only, for ``args.fit_steps`` steps."""
+    options = {"channels": channels, "noise": args.fit_mode, **(TINY if args.tiny else {})}
+    torch.manual_seed(args.seed)
+    model = registry.build("blindspot", BlindSpotConfig.preset(args.arch, **options).to_dict())
+    sigma = float(args.sigmas[0]) if args.fit_mode == "known" else None
+    patch = min(args.fit_patch, *(min(noisy.shape[:2]) for _, noisy in pairs))
+    task = BlindSpotTraining(PatchSampler([noisy for _, noisy in pairs], patch), sigma)
+    config = TrainConfig(max_steps=args.fit_steps, batch_size=args.fit_batch, learning_rate=3e-4,
+                         warmup_steps=min(200, args.fit_steps // 10), validate_every=0, seed=args.seed,
+                         checkpoint_every=float("inf"))
+    with tempfile.TemporaryDirectory() as scratch:
+        train(model, task, config, Path(scratch) / "fit.pt", {}, device)
+    return model.eval()
+
+
+def quality(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], sigma: int,
+            device: torch.device, precision: str) -> dict:
+    """Mean PSNR/SSIM of the posterior mean and of the blind-spot mean over ``pairs``."""
+    posterior = Runner(model, device, precision)
+    blind = Runner(BlindSpotMean(model), device, precision)
+    scores: dict[str, list[float]] = {key: [] for key in ("psnr", "ssim", "psnr_mean", "ssim_mean", "sigma_est")}
+    for clean, noisy in pairs:
+        batch = noisy[None]
+        if model.estimates_sigma:
+            level = posterior.own_sigma(batch)
+            scores["sigma_est"].append(float(level[0]) * 255.0)
+        else:
+            level = sigma / 255.0
+        for runner, suffix in ((posterior, ""), (blind, "_mean")):
+            result = compare(runner(batch, level)[0], clean, "8")
+            scores["psnr" + suffix].append(result["psnr"])
+            scores["ssim" + suffix].append(result["ssim"])
+    summary = {key: float(np.mean(values)) for key, values in scores.items() if values}
+    summary["images"] = len(pairs)
+    return summary
+
+
+def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int) -> dict:
+    """Parameters, MAC per pixel (network; plus the noise estimator where there is one) and speed."""
+    channels = model.config.channels
+    row = {"parameters": parameter_count(model), "macs_per_pixel": macs_per_pixel(model.cpu(), channels)}
+    if model.noise_net is not None:  # 'same' convolutions: in * out * taps per pixel each
+        row["noise_macs_per_pixel"] = float(sum(m.weight[0].numel() * m.out_channels
+                                                 for m in model.noise_net if isinstance(m, torch.nn.Conv2d)))
+    row["megapixels_per_s"] = speed(Runner(model, device, precision), channels, size=size)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "testsets")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--sigmas", default="25", help="P1 noise levels (0..255), comma-separated")
+    parser.add_argument("--weights-gray", help="blind-spot weights for Set12 and BSD68")
+    parser.add_argument("--weights-color", help="blind-spot weights for CBSD68 and Kodak24")
+    parser.add_argument("--fit-steps", type=int, default=0, help="train on each set's noisy inputs instead")
+    parser.add_argument("--fit-mode", default="known", choices=("known", "global", "per-image"))
+    parser.add_argument("--fit-patch", type=int, default=128)
+    parser.add_argument("--fit-batch", type=int, default=8)
+    parser.add_argument("--arch", default="figure", choices=("figure", "code"))
+    parser.add_argument("--tiny", action="store_true", help="tiny widths: only to check the script quickly")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--limit", type=int, help="images per set (quick runs)")
+    parser.add_argument("--speed-size", type=int, default=1024, help="side of the timed image (pixels)")
+    parser.add_argument("--json", type=Path, help="also write the results here, e.g. benchmarks/results/")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.sigmas = [int(s) for s in args.sigmas.split(",")]
+    paths = {1: args.weights_gray, 3: args.weights_color}
+    if not args.fit_steps and not any(paths.values()):
+        parser.error("give --weights-gray and/or --weights-color, or --fit-steps")
+    results: dict = {"protocol": "P1", "device": str(device), "threads": args.threads, "precision": args.precision,
+                     "weights": {"gray": paths[1], "color": paths[3]}, "fit_steps": args.fit_steps, "sets": {}, "models": {}}
+
+    print(f"## P1 blind-spot denoising (PSNR dB / SSIM), device {device}, {args.threads} threads, "
+          f"{args.precision}\n")
+    print("| set | sigma | model | posterior PSNR | SSIM | blind-spot mean PSNR | SSIM | sigma estimate | "
+          "FFDNet (supervised) | images |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    loaded = {c: weight_files.load_model(Path(p)) for c, p in paths.items() if p}
+    timed: dict[str, torch.nn.Module] = {}
+    for name in args.sets.split(","):
+        channels, folder = SETS[name], args.data / name
+        if not folder.is_dir():
+            print(f"| {name} | - | skipped: {folder} not found | | | | | | | |")
+            continue
+        for sigma in args.sigmas:
+            pairs = load_set(folder, sigma, args.limit)
+            if args.fit_steps:
+                model, label = fit(pairs, channels, args, device), f"fit {args.fit_steps} steps on the set"
+            elif channels in loaded:
+                model, label = loaded[channels], Path(paths[channels]).name
+            else:
+                print(f"| {name} | {sigma} | skipped: no {'gray' if channels == 1 else 'colour'} weights | "
+                      "| | | | | | |")
+                continue
+            timed.setdefault(f"{'gray' if channels == 1 else 'colour'}: {label}", model)
+            row = quality(model, pairs, sigma, device, args.precision)
+            results["sets"].setdefault(name, {})[sigma] = {"model": label, **row}
+            estimate = f"{row['sigma_est']:.2f}" if "sigma_est" in row else "given"
+            reference = f"{FFDNET_25[name]:.2f}" if sigma == 25 else "-"
+            print(f"| {name} | {sigma} | {label} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_mean']:.2f} | "
+                  f"{row['ssim_mean']:.4f} | {estimate} | {reference} | {row['images']} |", flush=True)
+
+    print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision}, "
+          f"{args.speed_size}x{args.speed_size} image)\n")
+    print("| model | params | MAC/pixel | noise estimator MAC/pixel | megapixels/s |")
+    print("|---|---|---|---|---|")
+    for label, model in timed.items():
+        row = cost(model, device, args.precision, args.speed_size)
+        results["models"][label] = row
+        noise = f"{row['noise_macs_per_pixel'] / 1e3:.1f} k" if "noise_macs_per_pixel" in row else "-"
+        print(f"| {label} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | {noise} | "
+              f"{row['megapixels_per_s']:.3f} |", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

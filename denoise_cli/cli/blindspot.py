@@ -1,0 +1,184 @@
+"""Train a blind-spot denoiser on noisy images alone (self-supervised; no clean images).
+
+The dilated blind-spot network (Honzátko et al., 2020) predicts each pixel from its
+neighbours as a Gaussian; training maximises the likelihood of the noisy pixels (Laine et al.,
+2019), and denoising combines that prediction with the pixel's own value (posterior mean).
+NOISY is one large image or any number of images and directories: random patches are drawn
+from them. Keep their noise as it was made: float TIFF or .npy hold it unclipped, and gray
+and colour models need gray and colour inputs (converting noisy images changes the noise).
+
+The noise level is known (--sigma, 0..255 scale) or learned: --sigma-mode global learns one
+level for the data set, per-image a small network that estimates it for each image, so that
+'dncli denoise -s auto' uses the model's own estimate. --val (clean images; with --val-noisy
+their noisy versions, else seeded Gaussian noise of --val-sigma) only reports PSNR. The output
+is a checkpoint and a weights file at once: --resume continues it, 'dncli denoise --weights'
+uses it. Started by torchrun, training runs data-parallel.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from . import console
+from .options import Device, Json, Seed, Threads
+from .train import training_reporter
+
+NAME = "blindspot-train"
+NO_ARGS_IS_HELP = True
+SIGMA_MODES = ("known", "global", "per-image")
+
+
+def command(
+    noisy: Annotated[list[Path], typer.Argument(help="Noisy training images: files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
+    sigma: Annotated[Optional[float], typer.Option(
+        "--sigma", "-s", help="Known noise level of the images (0..255 scale); needed by --sigma-mode known.")] = None,
+    sigma_mode: Annotated[str, typer.Option(
+        "--sigma-mode", help="known (--sigma), global (one learned level) or per-image (learned per image).")] = "known",
+    arch: Annotated[str, typer.Option(
+        "--arch", help="figure (the paper's figure: 64 channels per branch) or code (the released code: 18).")] = "figure",
+    channels: Annotated[int, typer.Option("--channels", help="1 trains a gray model, 3 a colour model.")] = 3,
+    depth: Annotated[Optional[int], typer.Option(
+        "--depth", help="Trunk convolutions; the receptive radius is 2*DEPTH+1 [default: 10].")] = None,
+    widths: Annotated[Optional[str], typer.Option(
+        "--widths", help="TRUNK,BRANCH channels [default: of --arch].")] = None,
+    head: Annotated[Optional[str], typer.Option(
+        "--head", help="Comma-separated hidden widths of the 1x1 head [default: of --arch].")] = None,
+    patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels.")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 16,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 100000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 3e-4,
+    val: Annotated[Optional[Path], typer.Option(
+        "--val", help="Clean validation image or directory (PSNR is reported, never trained on).")] = None,
+    val_noisy: Annotated[Optional[Path], typer.Option(
+        "--val-noisy", help="Noisy versions of --val, paired in sorted order [default: seeded noise].")] = None,
+    val_sigma: Annotated[Optional[float], typer.Option(
+        "--val-sigma", help="Noise level of --val [default: --sigma, else 25]; a learned-level model "
+                            "validates with its own estimate.")] = None,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the checkpoint in --output (its architecture and noise mode are kept).")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, fp16 or bf16 (CUDA only; fp32 convolutions use TF32 there anyway).")] = "fp32",
+    json_output: Json = False,
+) -> int:
+    import json
+    import os
+
+    from ..engine import device as devices
+    from ..engine import registry, weights
+    from ..engine.training import ddp
+    from ..engine.training.blindspot import BlindSpotTraining, load_noisy_images, load_validation
+    from ..engine.training.data import PatchSampler
+    from ..engine.training.trainer import TrainConfig, train
+
+    if resume and not output.is_file():
+        raise UsageError(f"--resume: no checkpoint at {output}")
+    if not resume and output.exists():
+        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
+    if patch < 16:
+        raise UsageError("--patch must be at least 16")
+    if val_noisy is not None and val is None:
+        raise UsageError("--val-noisy needs --val (the clean references)")
+    torch_device = ddp.local_device(devices.select_device(device))
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)  # validates the name before any work
+
+    if resume:
+        record = weights.load_checkpoint(output)
+        options = record["options"]
+        if record.get("arch") != "blindspot":
+            raise UsageError(f"{output} is not a blind-spot checkpoint")
+        trained_sigma = record.get("meta", {}).get("sigma")
+        if sigma is not None and trained_sigma is not None and sigma != trained_sigma:
+            raise UsageError(f"--sigma {sigma:g} differs from the checkpoint's {trained_sigma:g}")
+        sigma = trained_sigma if sigma is None else sigma
+        mode = options["noise"]
+        arch = record.get("meta", {}).get("arch", arch)
+        _check_sigma(mode, sigma)
+    else:
+        mode = sigma_mode
+        _check_sigma(mode, sigma)
+        options = _architecture(arch, channels, depth, widths, head, mode)
+    model = registry.build("blindspot", options)
+    channels = model.config.channels
+
+    console.info(f"loading noisy training images from {', '.join(map(str, noisy))}")
+    try:
+        sampler = PatchSampler(load_noisy_images(noisy, channels), patch)
+        level = val_sigma if val_sigma is not None else (sigma if sigma is not None else 25.0)
+        validation = load_validation([val], [val_noisy] if val_noisy else None, channels, level) if val else []
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    # A known-level model is scored at the validation level; a learned-level model at its own
+    # estimate, unless --val-sigma asks for a given level.
+    validation_sigma = level if (mode == "known" or val_sigma is not None) else None
+    task = BlindSpotTraining(sampler, sigma, validation, validation_sigma)
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
+                         seed=seed, precision=precision)
+    meta = {"method": "blindspot", "training_data": [str(d) for d in noisy], "sigma": sigma, "sigma_mode": mode,
+            "arch": arch, "patch": patch,
+            "device": str(torch_device), "world_size": ddp.world_size()}
+
+    with console.progress("training", max_steps) as bar:
+        result = train(model, task, config, output, meta, torch_device, resume=resume,
+                       on_event=training_reporter(bar))
+    if json_output and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "history": result.history}, indent=2))
+    return 0
+
+
+def _check_sigma(mode: str, sigma: float | None) -> None:
+    if mode not in SIGMA_MODES:
+        raise UsageError(f"--sigma-mode {mode!r}: use {', '.join(SIGMA_MODES)}")
+    if mode == "known" and sigma is None:
+        raise UsageError("--sigma-mode known needs --sigma (the noise level of the images, 0..255 scale); "
+                         "or let the model learn it with --sigma-mode global or per-image")
+    if mode != "known" and sigma is not None:
+        raise UsageError(f"--sigma is for --sigma-mode known; --sigma-mode {mode} learns the level")
+    if sigma is not None and not 0 < sigma <= 255:
+        raise UsageError(f"--sigma {sigma:g}: use a level in (0, 255]")
+
+
+def _architecture(arch: str, channels: int, depth: int | None, widths: str | None, head: str | None,
+                  mode: str) -> dict:
+    """The ``BlindSpotConfig`` options of the command line, validated."""
+    from ..engine.models.blindspot import PRESETS, BlindSpotConfig
+
+    if arch not in PRESETS:
+        raise UsageError(f"--arch {arch!r}: use {' or '.join(PRESETS)}")
+    if channels not in (1, 3):
+        raise UsageError("--channels must be 1 or 3")
+    overrides: dict = {"channels": channels, "noise": mode}
+    if depth is not None:
+        overrides["trunk_depth"] = depth
+    if widths is not None:
+        trunk, branch = _integers(widths, "--widths", count=2)
+        overrides.update(trunk_width=trunk, branch_width=branch)
+    if head is not None:
+        overrides["head_widths"] = tuple(_integers(head, "--head"))
+    try:
+        return BlindSpotConfig.preset(arch, **overrides).to_dict()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _integers(text: str, option: str, count: int | None = None) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or (count is not None and len(values) != count) or min(values) < 1:
+        expected = f"{count} comma-separated" if count else "comma-separated"
+        raise UsageError(f"{option} {text!r}: expected {expected} positive integers")
+    return values

@@ -1,0 +1,112 @@
+"""Train a MAP denoiser for 'dncli deblur --prior map' on folders of clean images.
+
+Two plain 17-layer CNNs are trained together (Bigdeli et al., VISAPP 2020): R, a denoiser for
+the single noise level --sigma-r, and D, trained against R to give the MAP estimate for that
+noise level, which is the proximal step of ADMM with rho = 1/sigma_R^2. Both are saved in one
+file, a checkpoint and a weights file at once: --resume continues it exactly, 'dncli deblur
+--weights FILE' uses it. The loop is the one of 'dncli train': Adam with warm-up and cosine
+decay, validation PSNR of D and R at sigma_R on --val, data-parallel under torchrun.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from . import console
+from .options import Device, Json, Precision, Seed, Threads
+from .train import _numbers, training_reporter
+
+NAME = "map-train"
+NO_ARGS_IS_HELP = True
+# The authors' levels: 7 for their gray model, 11 for the colour one (0..255 scale).
+DEFAULT_SIGMA_R = {1: 7.0, 3: 11.0}
+
+
+def command(
+    data: Annotated[list[Path], typer.Argument(help="Directories of clean training images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
+    channels: Annotated[int, typer.Option("--channels", help="1 trains a gray model, 3 a colour model.")] = 3,
+    sigma_r: Annotated[Optional[float], typer.Option(
+        "--sigma-r", help="Noise level of R and of D's MAP problem, 0..255 scale "
+                          "[default: 7 gray, 11 colour].")] = None,
+    input_sigma: Annotated[str, typer.Option(
+        "--input-sigma", help="LOW,HIGH noise levels added to D's training inputs; 0,0 trains on clean "
+                              "patches.")] = "0,0",
+    val: Annotated[Optional[Path], typer.Option("--val", help="Directory of clean validation images.")] = None,
+    patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels.")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 128,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 100000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 1e-4,
+    layers: Annotated[int, typer.Option("--layers", help="3x3 convolution layers of each network.")] = 17,
+    width: Annotated[int, typer.Option("--width", help="Feature channels of each network.")] = 64,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Precision = "bf16",
+    json_output: Json = False,
+) -> int:
+    import json
+    import os
+
+    from ..engine import device as devices
+    from ..engine import registry, weights
+    from ..engine.training import ddp
+    from ..engine.training.data import PatchSampler, load_images
+    from ..engine.training.map_denoiser import MapDenoiserTraining
+    from ..engine.training.trainer import TrainConfig, train
+
+    if channels not in (1, 3):
+        raise UsageError("--channels must be 1 or 3")
+    level = DEFAULT_SIGMA_R[channels] if sigma_r is None else sigma_r
+    if not 0 < level <= 255:
+        raise UsageError(f"--sigma-r {level:g}: use a level in (0, 255]")
+    low, high = _numbers(input_sigma, 2, "--input-sigma")
+    if not 0 <= low <= high <= 255:
+        raise UsageError("--input-sigma: need 0 <= LOW <= HIGH <= 255")
+    if patch < 16:
+        raise UsageError("--patch must be at least 16 pixels")
+    if layers < 2 or width < 1:
+        raise UsageError("--layers must be at least 2 and --width at least 1")
+    if resume and not output.is_file():
+        raise UsageError(f"--resume: no checkpoint at {output}")
+    if not resume and output.exists():
+        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
+    torch_device = ddp.local_device(devices.select_device(device))
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)
+
+    options = {"channels": channels, "depth": layers, "width": width, "sigma_r": level}
+    if resume:
+        record = weights.load_checkpoint(output)
+        if record["arch"] != "map-denoiser":
+            raise UsageError(f"--resume: {output} holds a {record['arch']!r} model, not a map-denoiser")
+        options = record["options"]
+        if options.get("channels") != channels or (sigma_r is not None and options.get("sigma_r") != sigma_r):
+            raise UsageError(f"--resume: {output} holds a model for {options.get('channels')} channel(s) "
+                             f"and sigma_r {options.get('sigma_r')}; give the same --channels and --sigma-r")
+        level = options["sigma_r"]
+    model = registry.build("map-denoiser", options)
+    console.info(f"loading training images from {', '.join(map(str, data))}")
+    sampler = PatchSampler(load_images(data, channels), patch)
+    validation = load_images([val], channels) if val else []
+    task = MapDenoiserTraining(sampler, level, (low, high), validation)
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
+                         seed=seed, precision=precision)
+    meta = {"training_data": [str(d) for d in data], "sigma_r": level, "input_sigma": [low, high],
+            "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
+
+    with console.progress("training", max_steps) as bar:
+        result = train(model, task, config, output, meta, torch_device, resume=resume,
+                       on_event=training_reporter(bar))
+    if json_output and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "sigma_r": level, "history": result.history}, indent=2))
+    return 0

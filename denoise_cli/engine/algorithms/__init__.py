@@ -1,0 +1,1 @@
+"""Restoration algorithms that take any denoiser ``denoiser(x, sigma)`` as their image prior."""
