@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.algorithms import pnp  # noqa: E402
-from denoise_cli.engine.algorithms.priors import NetworkDenoiser  # noqa: E402
+from denoise_cli.engine.inference import Runner  # noqa: E402
 from denoise_cli.engine.metrics import compare  # noqa: E402
 from denoise_cli.engine.physics.blur import validate_kernel  # noqa: E402
 from denoise_cli.imgio.codec import read_image  # noqa: E402
@@ -106,29 +106,29 @@ def richardson_lucy(y: np.ndarray, kernel: np.ndarray, sigma: float) -> np.ndarr
 
 
 def load_priors(paths: list[str] | None, shipped: dict[int, str] | None, device: torch.device,
-                precision: str) -> dict[int, NetworkDenoiser]:
+                precision: str) -> dict[int, Runner]:
     """Denoisers by image channels, from files (channels read from each) or the shipped models."""
     priors = {}
     for path in paths or []:
         model = weight_files.load_model(Path(path))
-        priors[model.config.channels] = NetworkDenoiser(model, device, precision)
+        priors[model.config.channels] = Runner(model, device, precision)
     if not paths and shipped:
         for channels, name in shipped.items():
             try:
-                priors[channels] = NetworkDenoiser(weight_files.load_shipped(name), device, precision)
+                priors[channels] = Runner(weight_files.load_shipped(name), device, precision)
             except weight_files.WeightsError as exc:
                 print(f"note: {exc}", file=sys.stderr)
     return priors
 
 
-def solvers(mmse: dict[int, NetworkDenoiser], map_priors: dict[int, NetworkDenoiser], device: torch.device):
+def solvers(mmse: dict[int, Runner], map_priors: dict[int, Runner], device: torch.device):
     """``name -> (channels -> available?, solve(y, kernel, sigma, channels, boundary), has boundary modes?)``."""
     def hqs(y, kernel, sigma, channels, boundary):
-        return to_image(pnp.hqs(to_tensor(y, device), kernel, mmse[channels], sigma, boundary=boundary).image)
+        return to_image(pnp.hqs(to_tensor(y, device), kernel, mmse[channels].apply, sigma, boundary=boundary).image)
 
     def admm(y, kernel, sigma, channels, boundary):
         prior = map_priors[channels]
-        return to_image(pnp.admm(to_tensor(y, device), kernel, prior, sigma, prior.runner.model.rho,
+        return to_image(pnp.admm(to_tensor(y, device), kernel, prior.apply, sigma, prior.model.rho,
                                  boundary=boundary).image)
 
     return {

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -70,6 +71,7 @@ class FFDNetShape(torch.nn.Module):
             layers += [torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU()]
         layers.append(torch.nn.Conv2d(width, 4 * channels, 3, padding=1))
         self.body = torch.nn.Sequential(*layers)
+        self.config = SimpleNamespace(channels=channels)  # what Runner reads
         self.receptive_radius = 2 * depth + 2
         self.size_multiple = 2
 

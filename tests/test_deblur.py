@@ -173,17 +173,17 @@ def test_hqs_self_ensemble_undoes_its_transforms():
     torch.testing.assert_close(plain.image, ensembled.image)
 
 
-def test_network_denoiser_serves_any_image_channels(tiny_weights):
-    from denoise_cli.engine.algorithms.priors import NetworkDenoiser
+def test_a_runner_serves_any_image_channels(tiny_weights):
+    from denoise_cli.engine.inference import Runner
 
     gray, colour = (weights.load_model(tiny_weights(c, f"m{c}.pt")) for c in (1, 3))
     x = torch.rand(2, 3, 20, 24)
     levels = torch.tensor([0.05, 0.1])
     with torch.no_grad():
         planes = torch.cat([gray(x[:, c : c + 1], levels) for c in range(3)], 1)
-        torch.testing.assert_close(NetworkDenoiser(gray, torch.device("cpu"))(x, levels), planes)
+        torch.testing.assert_close(Runner(gray, torch.device("cpu")).apply(x, levels), planes)
         mean = colour(x[:, :1].expand(2, 3, 20, 24), 0.1).mean(1, keepdim=True)
-        torch.testing.assert_close(NetworkDenoiser(colour, torch.device("cpu"))(x[:, :1], 0.1), mean)
+        torch.testing.assert_close(Runner(colour, torch.device("cpu")).apply(x[:, :1], 0.1), mean)
 
 
 # --- the MAP denoiser -----------------------------------------------------------------------

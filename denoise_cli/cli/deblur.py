@@ -87,7 +87,7 @@ def command(
     from ..engine import device as devices
     from ..engine import weights as weight_files
     from ..engine.algorithms import pnp
-    from ..engine.algorithms.priors import NetworkDenoiser
+    from ..engine.inference import Runner
     from ..engine.noise_estimate import estimate_sigma
     from ..engine.physics.blur import KernelError, parse_kernel
 
@@ -119,16 +119,16 @@ def command(
     if save_iterates is not None:
         save_iterates.mkdir(parents=True, exist_ok=True)
 
-    denoisers: dict[int, NetworkDenoiser] = {}
+    denoisers: dict[int, Runner] = {}
 
-    def denoiser_for(channels: int) -> NetworkDenoiser:
+    def denoiser_for(channels: int) -> Runner:
         """The prior for gray (1) or colour (3) images, loaded once."""
         if channels not in denoisers:
             if user_model is not None:
                 network = user_model
             else:
                 network = weight_files.load_shipped((SHIPPED_MAP if prior == "map" else SHIPPED_MMSE)[channels])
-            denoisers[channels] = NetworkDenoiser(network, torch_device, precision)
+            denoisers[channels] = Runner(network, torch_device, precision)
         return denoisers[channels]
 
     records = []
@@ -145,11 +145,11 @@ def command(
             callback = _iterate_writer(save_iterates, job, image) if save_iterates else None
             start = time.perf_counter()
             if prior == "map":
-                rho = denoiser.runner.model.rho
-                result = pnp.admm(y, kernel_array, denoiser, level / 255.0, rho, max_iterations=steps,
+                rho = denoiser.model.rho
+                result = pnp.admm(y, kernel_array, denoiser.apply, level / 255.0, rho, max_iterations=steps,
                                   boundary=boundary, callback=callback)
             else:
-                result = pnp.hqs(y, kernel_array, denoiser, level / 255.0, iterations=steps,
+                result = pnp.hqs(y, kernel_array, denoiser.apply, level / 255.0, iterations=steps,
                                  boundary=boundary, callback=callback)
             record = {"input": job.name, "output": job.dest, "sigma": round(float(level), 3), "prior": prior,
                       "iterations": result.iterations, "seconds": round(time.perf_counter() - start, 3)}

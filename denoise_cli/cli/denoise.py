@@ -95,7 +95,7 @@ def command(
         if fixed_sigma is None:
             for job, level in zip(jobs, levels):
                 console.info(f"{job.name}: estimated sigma {level:.2f}{' (by the model)' if own else ''}")
-        denoised = _run_matching_channels(network, color, np.asarray(levels, np.float32) / 255.0)
+        denoised = network(color, np.asarray(levels, np.float32) / 255.0)
         records.extend({"input": job.name, "output": job.dest, "sigma": round(float(level), 3)}
                        for job, level in zip(jobs, levels))
         return [image.with_color(result) for image, result in zip(images, denoised)]
@@ -124,7 +124,7 @@ def _parse_sigma(text: str) -> float | None:
 
 def _own_sigma(network, color):
     """The [0, 1]-scale level a self-estimating model gives each image, seen as it will denoise it
-    (see ``_run_matching_channels``): a gray model on colour averages its per-plane levels."""
+    (see ``Runner.apply``): a gray model on colour averages its per-plane levels."""
     import numpy as np
 
     model_channels = network.model.config.channels
@@ -133,19 +133,3 @@ def _own_sigma(network, color):
     if model_channels == 1:
         return np.mean([network.own_sigma(color[..., c : c + 1]) for c in range(color.shape[-1])], axis=0)
     return network.own_sigma(np.repeat(color, 3, axis=-1))
-
-
-def _run_matching_channels(network, color, sigma):
-    """Gray models denoise colour images channel by channel; colour models see gray as RGB."""
-    import numpy as np
-
-    model_channels = network.model.config.channels
-    image_channels = color.shape[-1]
-    if model_channels == image_channels:
-        return network(color, sigma)
-    if model_channels == 1:
-        planes = np.concatenate([color[..., c : c + 1] for c in range(image_channels)])
-        out = network(planes, np.tile(sigma, image_channels))
-        return np.concatenate(np.split(out, image_channels), axis=-1)
-    rgb = network(np.repeat(color, 3, axis=-1), sigma)
-    return rgb.mean(axis=-1, keepdims=True)

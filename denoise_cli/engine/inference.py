@@ -1,4 +1,4 @@
-"""Running a conditional image network on numpy images: device, precision, tiling, batching."""
+"""Running a conditional image network on images: device, precision, tiling, batching."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +20,8 @@ MIN_CORE = 64  # pixels each tile contributes beyond its overlap with the neighb
 
 @dataclass
 class Runner:
-    """Applies ``model(x, sigma)`` to ``[B, H, W, C]`` float32 arrays.
+    """Applies ``model(x, sigma)`` to ``[B, H, W, C]`` float32 arrays (``__call__``) or to
+    ``[B, C, H, W]`` tensors (``apply``).
 
     ``tile`` is the tile side in pixels, or ``None`` to choose it from free memory;
     ``precision`` is ``fp32``, ``fp16`` or ``bf16`` (the last two on CUDA only).
@@ -51,17 +52,35 @@ class Runner:
     def __call__(self, images: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
         """``images`` ``[B, H, W, C]``; ``sigma`` on the [0, 1] scale, a float or one per image."""
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        s = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).reshape(-1)
-        if s.numel() == 1:
-            s = s.expand(x.shape[0])
+        return self.apply(x, sigma).permute(0, 2, 3, 1).cpu().numpy()
 
+    @torch.no_grad()
+    def apply(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """The model on a ``[B, C, H, W]`` tensor on ``device``, in exact tiles; float32 result.
+
+        Any model serves any image: a gray model denoises a colour image plane by plane, and a
+        colour model sees a gray image as RGB, of which the mean is kept.  ``sigma`` is on the
+        [0, 1] scale, a float or one per image.  This is the ``denoiser(x, sigma)`` of the
+        plug-and-play solvers.
+        """
+        batch, channels, height, width = x.shape
+        levels = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(batch)
+        model_channels = self.model.config.channels
+        if channels == model_channels:
+            return self._tiled(x, levels)
+        if model_channels == 1:
+            planes = x.reshape(batch * channels, 1, height, width)
+            return self._tiled(planes, levels.repeat_interleave(channels)).reshape(x.shape)
+        rgb = x.expand(batch, model_channels, height, width)
+        return self._tiled(rgb, levels).mean(dim=1, keepdim=True)
+
+    def _tiled(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         def network(window: torch.Tensor) -> torch.Tensor:
             with devices.autocast(self.device, self.precision):
-                return self.model(window, s)
+                return self.model(window, levels)
 
-        out = apply_tiled(network, x, self.tile_size(x.shape[0]), self.margin, self.multiple)
-        return out.float().permute(0, 2, 3, 1).cpu().numpy()
+        x = x.contiguous(memory_format=torch.channels_last)
+        return apply_tiled(network, x, self.tile_size(x.shape[0]), self.margin, self.multiple).float()
 
     @torch.no_grad()
     def own_sigma(self, images: np.ndarray) -> np.ndarray:
