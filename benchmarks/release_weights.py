@@ -2,10 +2,14 @@
 
     python benchmarks/release_weights.py CHECKPOINT NAME --hardware "2 CPU cores (...)" \
         [--benchmark benchmarks/results/denoise.json] [--sets CBSD68,Kodak24]
+    python benchmarks/release_weights.py dde-rings.pt dde-rings --hardware "..." \
+        --benchmark benchmarks/results/dde-toys.json
 
 Writes ``weights/NAME.pt`` (the checkpoint without optimizer state, float32) and its entry:
-architecture and options, parameters, MACs per pixel, training data, steps, wall time,
-hardware, the P1 PSNR/SSIM of the given benchmark run, sha256 and size.
+architecture and options, parameters, training data, steps, wall time, hardware, sha256 and
+size, plus what the architecture is measured by: for the image denoisers MACs per pixel and the
+P1 PSNR/SSIM of a ``benchmarks/denoise.py --json`` run, for density estimators (``dde``) the
+test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run.
 """
 from __future__ import annotations
 
@@ -27,14 +31,13 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("name")
     parser.add_argument("--hardware", required=True)
-    parser.add_argument("--benchmark", type=Path, help="JSON written by benchmarks/denoise.py --json")
+    parser.add_argument("--benchmark", type=Path, help="JSON written by benchmarks/denoise.py or dde.py --json")
     parser.add_argument("--sets", help="sets of the benchmark that belong to this model, comma-separated")
     parser.add_argument("--notes", default="")
     args = parser.parse_args()
 
     record = weights.load_checkpoint(args.checkpoint)
     model = weights.model_from_record(record, str(args.checkpoint))
-    channels = model.config.channels
     target = HERE / f"{args.name}.pt"
     training = {
         **record.get("meta", {}),
@@ -50,23 +53,13 @@ def main() -> None:
         "arch": record["arch"],
         "options": record["options"],
         "parameters": parameter_count(model),
-        "macs_per_pixel": macs_per_pixel(model, channels),
         "training": training,
         "sha256": weights.sha256_file(target),
         "bytes": target.stat().st_size,
     }
-    if args.benchmark:
-        results = json.loads(args.benchmark.read_text())
-        chosen = args.sets.split(",") if args.sets else list(results["sets"])
-        entry["metrics"] = {
-            "protocol": "P1",
-            "psnr": {s: {k: round(v["psnr"], 3) for k, v in results["sets"][s].items()} for s in chosen},
-            "ssim": {s: {k: round(v["ssim"], 4) for k, v in results["sets"][s].items()} for s in chosen},
-        }
-        name = "unet3-gray" if channels == 1 else "unet3-color"
-        speed = results.get("models", {}).get(name, {})
-        entry["speed"] = {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
-                          "threads": results["threads"]}
+    results = json.loads(args.benchmark.read_text()) if args.benchmark else None
+    measure = density_estimator_details if record["arch"] == "dde" else denoiser_details
+    entry.update(measure(model, record, results, args))
     if args.notes:
         entry["notes"] = args.notes
     manifest_path = HERE / weights.MANIFEST
@@ -74,6 +67,46 @@ def main() -> None:
     manifest["models"][args.name] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(f"{target} sha256 {entry['sha256']}")
+
+
+def denoiser_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
+    """MACs per pixel, and the P1 PSNR/SSIM and speed of a ``benchmarks/denoise.py`` run."""
+    channels = model.config.channels
+    details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
+    if results:
+        chosen = args.sets.split(",") if args.sets else list(results["sets"])
+        details["metrics"] = {
+            "protocol": "P1",
+            "psnr": {s: {k: round(v["psnr"], 3) for k, v in results["sets"][s].items()} for s in chosen},
+            "ssim": {s: {k: round(v["ssim"], 4) for k, v in results["sets"][s].items()} for s in chosen},
+        }
+        name = "unet3-gray" if channels == 1 else "unet3-color"
+        speed = results.get("models", {}).get(name, {})
+        details["speed"] = {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
+                            "threads": results["threads"]}
+    return details
+
+
+def density_estimator_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
+    """The ``benchmarks/dde.py`` results of the data this model was trained on: test
+    log-likelihoods for a 2-D toy, sample scores for MNIST."""
+    if not results:
+        return {}
+    data = record.get("meta", {}).get("training_data", "")
+    if data.startswith("toy:"):
+        toy = results["toys"][data[4:]]
+        metrics = {"test_log_likelihood": {
+            "dde": {"mean": round(toy["dde"]["mean"], 4), "std": round(toy["dde"]["std"], 4),
+                    "repeats": toy["dde"]["repeats"], "importance_samples": toy["dde"]["importance_samples"]},
+            "kde": {"mean": round(toy["kde"]["mean"], 4), "bandwidth": toy["kde"]["bandwidth"]},
+            "true": round(toy["true"]["mean"], 4), "true_smoothed": round(toy["true_smoothed"]["mean"], 4),
+            "test_points": toy["test_points"], "unit": "nats per sample"}}
+        if "generator" in toy:
+            metrics["generator"] = {k: round(v, 4) for k, v in toy["generator"].items()}
+        metrics["plot"] = toy["plot"]
+    else:
+        metrics = {"mnist": results["mnist"]}
+    return {"metrics": metrics, "benchmark": {"device": results["device"], "threads": results["threads"]}}
 
 
 if __name__ == "__main__":

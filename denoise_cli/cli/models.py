@@ -23,6 +23,9 @@ def command(json_output: Json = False) -> int:
         psnr = entry.get("metrics", {}).get("psnr", {})
         summary = ", ".join(f"{s} σ{sig}: {v:.2f}" for s, by_sigma in psnr.items() for sig, v in by_sigma.items()
                             if sig == "25")
-        print(f"{name:<14} {entry['arch']:<8} {entry.get('parameters', 0) / 1e6:.2f} M params  "
-              f"{entry.get('macs_per_pixel', 0) / 1e3:.0f} k MAC/px  {summary}")
+        likelihood = entry.get("metrics", {}).get("test_log_likelihood")
+        if likelihood:  # a density estimator: its test log-likelihood instead of PSNR
+            summary = f"test log-likelihood {likelihood['dde']['mean']:.3f} nats"
+        cost = f"{entry['macs_per_pixel'] / 1e3:.0f} k MAC/px  " if "macs_per_pixel" in entry else ""
+        print(f"{name:<17} {entry['arch']:<8} {entry.get('parameters', 0) / 1e6:.2f} M params  {cost}{summary}")
     return 0

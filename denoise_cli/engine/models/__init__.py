@@ -2,3 +2,4 @@
 from . import unet3  # noqa: F401
 from . import mapdenoiser  # noqa: F401
 from . import blindspot  # noqa: F401
+from . import dde  # noqa: F401

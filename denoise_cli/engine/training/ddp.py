@@ -28,11 +28,12 @@ class DistContext:
     def active(self) -> bool:
         return self.world_size > 1
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
         if not self.active:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                   find_unused_parameters=find_unused_parameters)
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on at least one."""

@@ -49,7 +49,22 @@ class TrainConfig:
 
 
 class Task(Protocol):
-    """What a trainer learns: batches, a loss, and a validation metric."""
+    """What a trainer learns: batches, a loss, and a validation metric.
+
+    A task may also define these hooks (the trainer looks them up by name):
+
+    * ``parameter_groups(model) -> list[dict]``: Adam parameter groups, each with ``params`` and
+      optionally ``lr_scale`` (a factor on the scheduled learning rate).  Each group's gradient
+      norm is clipped on its own.  Adam keeps per-parameter statistics and skips parameters
+      without a gradient, so networks that separate losses update on separate steps keep
+      separate optimiser states, as with one optimiser each.  Default: one group of everything.
+    * ``training_module(model) -> nn.Module``: the module whose forward turns a batch into the
+      loss; ``loss`` receives it (wrapped by DistributedDataParallel under torchrun, which needs
+      one forward call per backward pass even when a step runs several networks).  Default: the
+      model itself.
+    * ``begin_step(step)``: called with the 0-based step index before its batch is drawn, for
+      schedules (noise levels, alternating updates) that must resume exactly.
+    """
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device) -> object: ...
 
@@ -89,7 +104,11 @@ def train(
     """
     dist = ddp.context(device)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
+    groups_of = getattr(task, "parameter_groups", None)
+    groups = groups_of(model) if groups_of else [{"params": list(model.parameters())}]
+    optimizer = torch.optim.Adam(groups, lr=config.learning_rate, betas=(0.9, 0.99))
+    module_of = getattr(task, "training_module", None)
+    begin_step = getattr(task, "begin_step", None)
     step, elapsed_before = 0, 0.0
     history: list[dict] = []
     if resume:
@@ -98,7 +117,9 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))
-    trained = dist.wrap(model)
+    # With several groups some parameters go without a gradient on some steps, which DDP must
+    # be told to expect.
+    trained = dist.wrap(module_of(model) if module_of else model, find_unused_parameters=len(groups) > 1)
     use_amp = device.type == "cuda" and config.precision in ("bf16", "fp16")
     amp_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -122,7 +143,9 @@ def train(
         if dist.any(out_of_time):  # every rank must stop at the same step
             break
         for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
+            group["lr"] = config.learning_rate_at(step) * group.get("lr_scale", 1.0)
+        if begin_step:
+            begin_step(step)
         batch = task.batch(config.batch_size, _step_generator(config.seed, dist.rank, step), device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             loss = task.loss(trained, batch)
@@ -131,7 +154,8 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for group in optimizer.param_groups:
+            nn.utils.clip_grad_norm_(group["params"], config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         step += 1

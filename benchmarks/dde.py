@@ -1,0 +1,327 @@
+"""Benchmark of denoising density estimators (`dncli dde-train`): 2-D toys and MNIST.
+
+    python benchmarks/dde.py toys                                   # the shipped toy models
+    python benchmarks/dde.py toys --checkpoints runs/ --json benchmarks/results/dde-toys.json
+    python benchmarks/dde.py toys --toys rings --quick              # a fast check of the script
+    python benchmarks/dde.py mnist --model dde-mnist.pt --json benchmarks/results/dde-mnist.json
+    python benchmarks/dde.py mnist --model dde-mnist.pt --limit 500  # a fast check of the script
+
+**Toys.**  Each toy's test set is 10000 fresh draws from a generator seeded apart from every
+training stream.  Test log-likelihoods, in nats per sample, for
+
+* the DDE: ``mean f(x) - log Z`` with log Z by importance sampling (65536 draws from the
+  moment-matched proposal of ``engine/algorithms/sampling.dde_proposal``), repeated 5 times:
+  mean and standard deviation over the repeats; beside it log Z by a quadrature over a grid,
+  a check of the sampler that only two dimensions allow;
+* a Gaussian KDE on 10000 other draws, its isotropic bandwidth chosen by the log-likelihood of
+  2000 validation draws over a log-spaced grid;
+* the true density, plain and smoothed by the DDE's noise level (what the DDE learns at its
+  optimum; ``engine/training/dde_data.py``).
+
+With a generator, ``kl`` estimates ``KL(q_s || p_s)`` from the two normalised DDEs on smoothed
+generator samples, and ``generator_true_ll`` is the mean true smoothed log-density of those
+samples (beside the same for data, ``data_true_ll``: higher than that means the generator
+concentrates on the modes).  Plots (test data | true | KDE | DDE | generator, each panel the
+same square) go to ``benchmarks/results/dde-<toy>.png`` (or ``--results DIR``).
+
+**MNIST.**  The training images of MNIST are missing from ../shared/data (its README), so the
+benchmark splits the 10000 test images: 0-7999 train (the DDE and the classifier), 8000-9999
+test.  A small CNN classifier is trained here on the train part; its 64-d penultimate features
+give the Frechet distance (FD) between generated and test images, with the FD between the
+train and test images as the floor, and its softmax the confidence (mean max probability), the
+class histogram and the classifier score exp(E KL(p(y|x) || p(y))) (10 at best).  Samples per
+second time the generator (and Langevin with --langevin).  A grid of 64 samples of each sampler
+goes to ``benchmarks/results/dde-mnist-<sampler>.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from denoise_cli.engine import plots  # noqa: E402
+from denoise_cli.engine import weights as weight_files  # noqa: E402
+from denoise_cli.engine.algorithms import sampling  # noqa: E402
+from denoise_cli.engine.training.dde_data import TOYS, load_data  # noqa: E402
+from denoise_cli.imgio.codec import Image, write_image  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+TEST_SEED, KDE_SEED, VAL_SEED = 10_001, 10_002, 10_003  # far from the trainer's (seed, rank, step) streams
+BANDWIDTHS = np.geomspace(0.02, 0.6, 16)
+
+
+def load(spec: str) -> torch.nn.Module:
+    """A DDE model from a file, or a shipped one by manifest name (sha256 verified)."""
+    path = Path(spec)
+    model = weight_files.load_model(path) if path.is_file() else weight_files.load_shipped(spec)
+    if model.arch_name != "dde":
+        raise SystemExit(f"{spec}: a {model.arch_name} model, not a DDE")
+    return model
+
+
+# --- toys ---------------------------------------------------------------------------------------
+
+def kde_log_density(train: torch.Tensor, x: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """Isotropic Gaussian KDE of the rows of ``train`` at ``x``, nats, float64."""
+    train, out = train.double(), []
+    d = train.shape[1]
+    for chunk in x.double().split(1024):
+        d2 = torch.cdist(chunk, train) ** 2
+        out.append(torch.logsumexp(-d2 / (2 * bandwidth ** 2), 1))
+    return torch.cat(out) - math.log(len(train)) - 0.5 * d * math.log(2 * math.pi * bandwidth ** 2)
+
+
+def grid_log_z(log_density, extent: float, pixels: int = 400) -> float:
+    """log of the integral of exp(log_density) over [-extent, extent]^2 by the midpoint rule."""
+    values = log_density(plots.grid_points(extent, pixels)).double()
+    return float(torch.logsumexp(values, 0)) + 2 * math.log(2 * extent / pixels)
+
+
+def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -> dict:
+    toy = TOYS[name]
+    sigma = model.config.sigma
+    test = toy.sample(args.test, torch.Generator().manual_seed(TEST_SEED))
+    kde_train = toy.sample(args.kde_train, torch.Generator().manual_seed(KDE_SEED))
+    kde_val = toy.sample(args.kde_val, torch.Generator().manual_seed(VAL_SEED))
+
+    started = time.perf_counter()
+    log_f = sampling.model_log_density(model)
+    mean, std = sampling.dde_proposal(model)
+    dde = sampling.log_likelihood(log_f, test, mean, std, repeats=args.repeats, samples=args.samples, seed=0)
+    log_z_grid = grid_log_z(log_f, toy.extent + 1.5)
+    dde_seconds = time.perf_counter() - started
+
+    scores = [float(kde_log_density(kde_train, kde_val, h).mean()) for h in BANDWIDTHS]
+    best = float(BANDWIDTHS[int(np.argmax(scores))])
+    kde = float(kde_log_density(kde_train, test, best).mean())
+
+    result = {
+        "sigma": sigma,
+        "test_points": args.test,
+        "dde": {"mean": dde.mean, "std": dde.std, "repeats": args.repeats, "importance_samples": args.samples,
+                "log_z": dde.log_z, "log_z_grid": log_z_grid, "mean_energy": dde.mean_energy,
+                "ll_with_grid_log_z": dde.mean_energy - log_z_grid, "seconds": dde_seconds},
+        "kde": {"mean": kde, "bandwidth": best, "train_points": args.kde_train, "validation_points": args.kde_val},
+        "true": {"mean": float(toy.log_density(test, 0.0).mean()), "how": toy.exact},
+        "true_smoothed": {"mean": float(toy.log_density(test, sigma).mean()), "sigma": sigma},
+    }
+    panels = [plots.histogram_panel(test.numpy(), toy.extent),
+              plots.density_panel(lambda x: toy.log_density(x, 0.0), toy.extent),
+              plots.density_panel(lambda x: kde_log_density(kde_train, x, best), toy.extent),
+              plots.density_panel(log_f, toy.extent)]
+    if model.generator is not None:
+        generator = torch.Generator().manual_seed(TEST_SEED + 1)
+        samples = sampling.generate(model, args.test, generator)
+        smoothed = samples + sigma * torch.randn(samples.shape, generator=generator)
+        log_fake = sampling.model_log_density(model, "fake")
+        log_z_fake = sampling.log_normalizer(log_fake, 2, mean, std, args.samples, generator=generator)
+        kl = (log_fake(smoothed).double() - log_z_fake - log_f(smoothed).double() + float(np.mean(dde.log_z))).mean()
+        noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
+        result["generator"] = {"kl": float(kl),
+                               "generator_true_ll": float(toy.log_density(smoothed, sigma).mean()),
+                               "data_true_ll": float(toy.log_density(noisy_test, sigma).mean())}
+        panels.append(plots.histogram_panel(samples.numpy(), toy.extent))
+    path = args.results / f"dde-{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(Image(plots.side_by_side(panels)), path)
+    result["plot"] = _shown(path)
+    return result
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as recorded in the manifest)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def run_toys(args: argparse.Namespace) -> dict:
+    names = args.toys.split(",") if args.toys else list(TOYS)
+    results = {}
+    for name in names:
+        if name not in TOYS:
+            raise SystemExit(f"unknown toy {name!r} (choose from {', '.join(TOYS)})")
+        spec = str(Path(args.checkpoints) / f"dde-{name}.pt") if args.checkpoints else f"dde-{name}"
+        results[name] = benchmark_toy(name, load(spec), args)
+        print_toy(name, results[name])
+    return {"toys": results}
+
+
+def print_toy(name: str, r: dict) -> None:
+    gen = r.get("generator")
+    print(f"{name:<13} DDE(s={r['sigma']:g}) {r['dde']['mean']:7.3f} ± {r['dde']['std']:.3f} "
+          f"(grid log Z: {r['dde']['ll_with_grid_log_z']:7.3f})  KDE(h={r['kde']['bandwidth']:.3f}) "
+          f"{r['kde']['mean']:7.3f}  true {r['true']['mean']:7.3f}  true smoothed {r['true_smoothed']['mean']:7.3f}"
+          + (f"  generator KL {gen['kl']:.3f}, true LL {gen['generator_true_ll']:.3f} "
+             f"(data {gen['data_true_ll']:.3f})" if gen else ""), flush=True)
+
+
+# --- MNIST --------------------------------------------------------------------------------------
+
+class Classifier(torch.nn.Module):
+    """A small MNIST CNN; ``features`` is the 64-d penultimate layer used for the Frechet distance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 64), torch.nn.ReLU())
+        self.head = torch.nn.Linear(64, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int, device: torch.device) -> Classifier:
+    torch.manual_seed(0)
+    net = Classifier().to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for index in torch.randperm(len(images), generator=generator).split(64):
+            loss = torch.nn.functional.cross_entropy(net(images[index].to(device)), labels[index].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()
+
+
+def classify(net: Classifier, images: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, 64], softmax [N, 10]) as float64 arrays."""
+    features, probabilities = [], []
+    with torch.no_grad():
+        for chunk in images.split(512):
+            f = net.features(chunk.to(device))
+            features.append(f.double().cpu())
+            probabilities.append(torch.softmax(net.head(f), 1).double().cpu())
+    return torch.cat(features).numpy(), torch.cat(probabilities).numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)) of Gaussians fitted to the rows."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    # A ReLU feature that never fires makes a covariance singular; a tiny ridge keeps the matrix
+    # square root defined and moves the distance by about 1e-6 per feature.
+    ridge = 1e-6 * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    root = linalg.sqrtm(cov_a @ cov_b).real  # rounding leaves tiny imaginary parts
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def confidence(probabilities: np.ndarray) -> dict:
+    marginal = probabilities.mean(0)
+    kl = (probabilities * (np.log(probabilities + 1e-12) - np.log(marginal + 1e-12))).sum(1)
+    histogram = np.bincount(probabilities.argmax(1), minlength=10) / len(probabilities)
+    return {"mean_max_probability": float(probabilities.max(1).mean()), "classifier_score": float(np.exp(kl.mean())),
+            "class_histogram": [round(float(h), 4) for h in histogram]}
+
+
+def run_mnist(args: argparse.Namespace) -> dict:
+    from denoise_cli.engine.training.dde_data import read_idx
+
+    device = torch.device(args.device)
+    model = load(args.model).to(device)
+    images = load_data(args.data).values.float() / 255.0
+    labels = torch.from_numpy(read_idx(Path(args.labels)).astype(np.int64))
+    split = args.split
+    train_x, train_y = images[:split], labels[:split]
+    test_x, test_y = images[split:], labels[split:]
+    if args.limit:
+        train_x, train_y, test_x, test_y = train_x[:args.limit], train_y[:args.limit], test_x[:args.limit], test_y[:args.limit]
+    count = len(test_x)
+
+    net = train_classifier(train_x, train_y, args.classifier_epochs, device)
+    test_features, test_probabilities = classify(net, test_x, device)
+    train_features, _ = classify(net, train_x, device)
+    accuracy = float((test_probabilities.argmax(1) == test_y.numpy()).mean())
+
+    generator = torch.Generator().manual_seed(TEST_SEED)
+    result: dict = {"split": {"train": [0, split], "test": [split, len(images)], "limit": args.limit},
+                    "classifier": {"test_accuracy": accuracy, "epochs": args.classifier_epochs},
+                    "floor_frechet_distance_train_vs_test": frechet_distance(train_features, test_features),
+                    "real_test": confidence(test_probabilities), "samplers": {}}
+    samplers = (["generator"] if model.generator is not None else []) + (["langevin"] if args.langevin else [])
+    for name in samplers:
+        def draw(n: int) -> torch.Tensor:
+            if name == "generator":
+                return sampling.generate(model, n, generator, device)
+            return sampling.langevin(model, n, generator, steps=args.langevin_steps, device=device)
+
+        draw(min(count, 64))  # warm-up: first-call allocations and kernel choice are not the sampler's speed
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        samples = draw(count)
+        seconds = time.perf_counter() - started
+        features, probabilities = classify(net, samples.clamp(0, 1), device)
+        result["samplers"][name] = {"frechet_distance": frechet_distance(features, test_features),
+                                    **confidence(probabilities), "samples": count,
+                                    "samples_per_s": count / seconds}
+        path = args.results / f"dde-mnist-{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(Image(plots.image_grid(samples[:64], 8)), path)
+        result["samplers"][name]["grid"] = _shown(path)
+        print(f"MNIST {name}: FD {result['samplers'][name]['frechet_distance']:.2f} (floor train-vs-test "
+              f"{result['floor_frechet_distance_train_vs_test']:.2f}), confidence "
+              f"{result['samplers'][name]['mean_max_probability']:.3f} (real {result['real_test']['mean_max_probability']:.3f}), "
+              f"score {result['samplers'][name]['classifier_score']:.2f} (real {result['real_test']['classifier_score']:.2f}), "
+              f"{count / seconds:.0f} samples/s", flush=True)
+    print(f"classifier test accuracy {accuracy:.4f}")
+    return {"mnist": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="benchmark", required=True)
+    toys = commands.add_parser("toys", help="2-D toys: DDE vs KDE vs true log-likelihood, plots")
+    toys.add_argument("--checkpoints", help="directory of dde-<toy>.pt files [default: the shipped models]")
+    toys.add_argument("--toys", help="comma-separated toy names [default: all]")
+    toys.add_argument("--repeats", type=int, default=5)
+    toys.add_argument("--samples", type=int, default=65536, help="importance samples per log Z estimate")
+    toys.add_argument("--test", type=int, default=10000)
+    toys.add_argument("--kde-train", type=int, default=10000)
+    toys.add_argument("--kde-val", type=int, default=2000)
+    toys.add_argument("--quick", action="store_true", help="small sizes for a fast check (numbers not for reporting)")
+    mnist = commands.add_parser("mnist", help="MNIST: samples, Frechet distance, classifier confidence, speed")
+    mnist.add_argument("--model", default="dde-mnist", help="weights file or shipped name")
+    mnist.add_argument("--data", default=str(MNIST / "t10k-images-idx3-ubyte.gz"))
+    mnist.add_argument("--labels", default=str(MNIST / "t10k-labels-idx1-ubyte.gz"))
+    mnist.add_argument("--split", type=int, default=8000, help="images before this index train, the rest test")
+    mnist.add_argument("--limit", type=int, help="use at most N train and N test images (a quick check)")
+    mnist.add_argument("--classifier-epochs", type=int, default=3)
+    mnist.add_argument("--langevin", action="store_true", help="also time and score Langevin sampling")
+    mnist.add_argument("--langevin-steps", type=int, default=200)
+    mnist.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    for sub in (toys, mnist):
+        sub.add_argument("--threads", type=int, default=1)
+        sub.add_argument("--json", type=Path, help="write the results here")
+        sub.add_argument("--results", type=Path, default=RESULTS, help="directory for the plots")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.benchmark == "toys" and args.quick:
+        args.repeats, args.samples, args.test, args.kde_train, args.kde_val = 2, 8192, 2000, 2000, 500
+    results = run_toys(args) if args.benchmark == "toys" else run_mnist(args)
+    results.update(device=str(getattr(args, "device", "cpu")), threads=torch.get_num_threads(),
+                   torch=torch.__version__)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,475 @@
+"""Denoising density estimators: ``dde-train``, ``dde-sample`` and ``dde-density``.
+
+One module, three commands (``COMMANDS``), since they share the model look-up and the units.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from . import console
+from .options import Device, Json, Seed, Threads
+from .train import training_reporter
+
+# Shipped DDE models: what users type -> the manifest entry.
+SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
+           "toy:checkerboard": "dde-checkerboard", "toy:rings": "dde-rings", "mnist": "dde-mnist"}
+SAMPLERS = ("generator", "langevin")
+LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the trainer's default 20 floods stderr
+# Defaults that differ between vectors and images (images follow the authors' MNIST model).
+VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
+IMAGE_DEFAULTS = {"sigma": 127.5, "width": 256, "depth": 16, "latent": 16, "gen_width": 512, "gen_depth": 3,
+                  "batch": 100}
+
+ModelOption = Annotated[str, typer.Option(
+    "--model", "-m", help="DDE weights file from 'dncli dde-train', or a shipped model: "
+                          "toy:two-spirals, toy:8-gaussians, toy:checkerboard, toy:rings, mnist.")]
+
+
+def train_command(
+    data: Annotated[str, typer.Argument(
+        help="toy:NAME (two-spirals, 8-gaussians, checkerboard, rings), an .npy array of vectors [N, D], "
+             "an MNIST idx file (.gz or not) or a directory of images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
+    sigma: Annotated[Optional[float], typer.Option(
+        "--sigma", "-s", help="Noise level of the density: data units for vectors [default: 0.1], the 0..255 "
+                              "scale for images [default: 127.5, i.e. 0.5].")] = None,
+    anneal: Annotated[Optional[float], typer.Option(
+        "--anneal", metavar="FROM", help="Anneal the noise level from FROM (units of --sigma) down to --sigma "
+                                         "over the first 3/4 of the steps; with --conditional, train for every "
+                                         "level in [--sigma, FROM].")] = None,
+    conditional: Annotated[bool, typer.Option(
+        "--conditional/--no-conditional", help="A noise-conditional DDE (needs --anneal), sampled by annealed "
+                                               "Langevin dynamics.")] = False,
+    generator: Annotated[bool, typer.Option(
+        "--generator/--no-generator", help="Also train a generator (and the DDE that tracks its samples).")] = True,
+    gen_every: Annotated[int, typer.Option(
+        "--gen-every", help="One generator step every K steps; every step trains both DDEs.")] = 10,
+    real_until: Annotated[Optional[int], typer.Option(
+        "--real-until", help="Freeze the data DDE from this step on (the generator goes on learning).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Hidden units of each DDE [default: 64 vectors, "
+                                                                 "256 images].")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Residual hidden layers of each DDE [default: 4 "
+                                                                 "vectors, 16 images].")] = None,
+    activation: Annotated[str, typer.Option("--activation", help="softplus, swish or tanh.")] = "softplus",
+    latent: Annotated[Optional[int], typer.Option("--latent", help="Generator latent dimension [default: 2 "
+                                                                   "vectors, 16 images].")] = None,
+    gen_width: Annotated[Optional[int], typer.Option("--gen-width", help="Generator hidden units [default: 64 "
+                                                                         "vectors, 512 images].")] = None,
+    gen_depth: Annotated[Optional[int], typer.Option(
+        "--gen-depth", help="Generator hidden layers: residual for vectors [default: 4], plain for images with a "
+                            "sigmoid output [default: 3].")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", help="Images: centre-cropped to squares and resized to SIZE pixels [default: the smallest "
+                       "side, idx files as they are].")] = None,
+    channels: Annotated[Optional[int], typer.Option(
+        "--channels", help="Images: 1 (gray) or 3 (colour) [default: colour if any image has colour].")] = None,
+    subset: Annotated[Optional[str], typer.Option(
+        "--subset", metavar="START:STOP", help="Train on samples START..STOP-1 of a finite data set, e.g. 0:8000.")
+    ] = None,
+    val: Annotated[Optional[str], typer.Option(
+        "--val", help="Validation data, any kind DATA takes [default: fresh draws for a toy, none otherwise].")
+    ] = None,
+    val_subset: Annotated[Optional[str], typer.Option(
+        "--val-subset", metavar="START:STOP", help="Samples of --val to use, e.g. 8000:10000.")] = None,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Samples per step and process [default: 512 vectors, 100 images].")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total steps (sets the schedules).")] = 10000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam for the DDEs.")] = 1e-3,
+    gen_lr: Annotated[Optional[float], typer.Option(
+        "--gen-lr", help="Peak learning rate of the generator [default: --lr].")] = None,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="2-D data: write a PNG of data, density and generator samples side by side.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the checkpoint in --output (its architecture and schedule are kept).")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, fp16 or bf16 (CUDA only).")] = "fp32",
+    json_output: Json = False,
+) -> int:
+    """Train a denoising density estimator (DDE), and a generator, on vectors or images.
+
+    A DDE (Bigdeli et al., 2020) is a scalar network f trained so that x + sigma^2 grad f(x)
+    denoises x, which makes f the log-density of the data smoothed by Gaussian noise of level
+    --sigma, up to a constant. With --generator (the default) a generator g(z), z ~ N(0, I), learns
+    to sample that density by minimising KL(q || p), with a second DDE that tracks its samples.
+
+    DATA is a built-in 2-D toy (toy:two-spirals, toy:8-gaussians, toy:checkerboard, toy:rings;
+    drawn afresh for every batch), an .npy array of vectors, an MNIST idx file or a directory
+    of images. The output is a checkpoint and a weights file at once: --resume continues it,
+    'dncli dde-sample' and 'dncli dde-density' use it. Started by torchrun, training runs
+    data-parallel.
+    """
+    import json
+    import os
+
+    from ..engine import device as devices
+    from ..engine import registry, weights
+    from ..engine.training import ddp
+    from ..engine.training.dde import DDESchedule, DDETraining
+    from ..engine.training.dde_data import load_data, parse_subset
+    from ..engine.training.trainer import TrainConfig, train
+
+    if resume and not output.is_file():
+        raise UsageError(f"--resume: no checkpoint at {output}")
+    if not resume and output.exists():
+        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
+    if gen_every < 1 or max_steps < 1:
+        raise UsageError("--gen-every and --max-steps must be at least 1")
+    if channels not in (None, 1, 3):
+        raise UsageError("--channels must be 1 or 3")
+    if size is not None and size < 4:
+        raise UsageError("--size must be at least 4")
+    torch_device = ddp.local_device(devices.select_device(device))
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)  # validates the name before any work
+
+    try:
+        dataset = load_data(data, size, channels, parse_subset(subset))
+        validation = load_data(val, size or (dataset.shape[-1] if dataset.is_image else None),
+                               dataset.shape[0] if dataset.is_image else None, parse_subset(val_subset)) \
+            if val else (dataset if dataset.toy is not None else None)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    defaults = IMAGE_DEFAULTS if dataset.is_image else VECTOR_DEFAULTS
+    unit = 255.0 if dataset.is_image else 1.0  # images: options on the 0..255 scale, tensors in [0, 1]
+
+    if resume:
+        record = weights.load_checkpoint(output)
+        if record.get("arch") != "dde":
+            raise UsageError(f"{output} is not a DDE checkpoint")
+        options = record["options"]
+        schedule = DDESchedule(**{**record["meta"]["schedule"], "max_steps": max_steps})
+    else:
+        level = (sigma if sigma is not None else defaults["sigma"]) / unit
+        start = anneal / unit if anneal is not None else None
+        try:
+            schedule = DDESchedule(sigma=level, max_steps=max_steps, anneal_from=start, conditional=conditional,
+                                   generator_every=gen_every, real_until=real_until,
+                                   generator_lr_scale=(gen_lr or learning_rate) / learning_rate)
+        except ValueError as exc:
+            raise UsageError(_option_message(str(exc))) from None
+        options = {"shape": list(dataset.shape), "sigma": level, "activation": activation,
+                   "width": width or defaults["width"], "depth": defaults["depth"] if depth is None else depth,
+                   "conditional": conditional, "sigma_max": start if conditional else None,
+                   "generator": generator, "latent": latent or defaults["latent"],
+                   "generator_width": gen_width or defaults["gen_width"],
+                   "generator_depth": defaults["gen_depth"] if gen_depth is None else gen_depth,
+                   "generator_residual": not dataset.is_image,
+                   "generator_output": "sigmoid" if dataset.is_image else "linear"}
+    try:
+        model = registry.build("dde", options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if list(model.config.shape) != list(dataset.shape):
+        raise UsageError(f"{data}: samples of shape {list(dataset.shape)}, but the checkpoint models "
+                         f"{list(model.config.shape)}")
+    model.set_data_statistics(*dataset.statistics(seed))
+    task = DDETraining(model, dataset, schedule, validation, seed)
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size or defaults["batch"],
+                         learning_rate=learning_rate, validate_every=validate_every if validation is not None else 0,
+                         checkpoint_every=checkpoint_every, seed=seed, precision=precision,
+                         log_every=LOG_EVERY)
+    meta = {"method": "dde", "training_data": data, "subset": subset, "size": size,
+            "schedule": schedule.to_dict(), "sigma_scale": "0..255" if dataset.is_image else "data units",
+            "device": str(torch_device), "world_size": ddp.world_size()}
+
+    console.info(f"training a DDE on {data}: {len(dataset) or 'fresh'} samples of shape {list(dataset.shape)}, "
+                 f"sigma {model.config.sigma * unit:g}" + (", with a generator" if model.generator else ""))
+    with console.progress("training", max_steps) as bar:
+        result = train(model, task, config, output, meta, torch_device, resume=resume,
+                       on_event=training_reporter(bar))
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if plot is not None and is_main:
+        _write_plot(model.cpu().eval(), dataset, plot, seed)
+        console.info(f"plot written to {plot}")
+    if json_output and is_main:
+        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "history": result.history, "plot": str(plot) if plot else None}, indent=2))
+    return 0
+
+
+def sample_command(
+    model: ModelOption,
+    count: Annotated[int, typer.Option("-n", "--count", help="Number of samples.")] = 64,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="A .npy file (the samples as an array), an image file (images: a grid; 2-D "
+                               "vectors: a scatter plot), a directory (images: one PNG each) or '-' for stdout "
+                               "[default: stdout].")] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        "--sampler", help="generator (one pass) or langevin (dynamics on the DDE's gradient) [default: generator "
+                          "when the model has one].")] = None,
+    grid: Annotated[Optional[int], typer.Option(
+        "--grid", metavar="COLUMNS", help="Columns of an image grid [default: about square].")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Langevin steps per noise level.")] = 200,
+    step_size: Annotated[float, typer.Option(
+        "--step-size", help="Langevin step as a fraction of the squared noise level (dimensionless).")] = 0.1,
+    denoise: Annotated[bool, typer.Option(
+        "--denoise/--no-denoise", help="End Langevin with one denoising step x + sigma^2 grad f(x).")] = True,
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="png or npy for stdout [default: png for images, npy for vectors].")] = None,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    json_output: Json = False,
+) -> int:
+    """Draw samples from a DDE model: its generator, or Langevin dynamics on the density.
+
+    The generator maps z ~ N(0, I) to a sample in one pass. Langevin dynamics follows the
+    DDE's gradient with noise (annealed through the noise levels of a --conditional model) and
+    needs no generator. Images are written as a grid (an image file), one PNG each (a
+    directory) or an array (.npy); vectors as .npy, and 2-D vectors also as a scatter plot.
+    """
+    import json
+    import time
+
+    import torch
+
+    from ..engine import device as devices
+    from ..engine.algorithms import sampling
+
+    if count < 1:
+        raise UsageError("-n must be at least 1")
+    if format not in (None, "png", "npy"):
+        raise UsageError(f"--format {format!r}: use png or npy")
+    if grid is not None and grid < 1:
+        raise UsageError("--grid must be at least 1")
+    if steps < 1 or not step_size > 0:
+        raise UsageError("--steps must be at least 1 and --step-size positive")
+    to_stdout = output in (None, "-")
+    if json_output and to_stdout:
+        raise UsageError("--json prints to stdout: write the samples to a file with -o")
+    torch_device = devices.select_device(device)
+    devices.configure_threads(threads)
+    network = _load_model(model).to(torch_device)
+    sampler = sampler or ("generator" if network.generator is not None else "langevin")
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {sampler!r}: use generator or langevin")
+    if sampler == "generator" and network.generator is None:
+        raise UsageError(f"{model} has no generator (trained with --no-generator): use --sampler langevin")
+    kind = _output_kind(output, format, network)
+
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    if sampler == "generator":
+        samples = sampling.generate(network, count, generator, torch_device)
+    else:
+        samples = sampling.langevin(network, count, generator, steps=steps, step_size=step_size, denoise=denoise,
+                                    device=torch_device)
+    seconds = time.perf_counter() - started
+    _write_samples(samples, kind, output, network, grid)
+    console.info(f"{count} samples ({sampler}) in {seconds:.2f}s")
+    if json_output:
+        print(json.dumps({"output": output, "count": count, "sampler": sampler, "seconds": seconds,
+                          "samples_per_s": count / seconds if seconds > 0 else None}, indent=2))
+    return 0
+
+
+def density_command(
+    input: Annotated[str, typer.Argument(
+        help="Samples to score: an .npy array of vectors [N, D], an image, a directory of images, an MNIST idx "
+             "file, toy:NAME (seeded draws) or '-' (an .npy array or image on stdin).")],
+    model: ModelOption,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", help="Score only the first N samples (a toy: draw N) [default: all; a toy: 1000].")] = None,
+    samples: Annotated[int, typer.Option(
+        "--samples", help="Importance samples for log Z (the normaliser).")] = 65536,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", help="Independent estimates of log Z; their spread is reported.")] = 1,
+    normalize: Annotated[bool, typer.Option(
+        "--normalize/--no-normalize", help="Subtract log Z; without it, print the unnormalised f(x).")] = True,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    json_output: Json = False,
+) -> int:
+    """Print the log-density (nats) of each sample under a DDE model, one per line.
+
+    The density is the model's: the data density smoothed by its noise level sigma. It is
+    normalised by importance sampling of log Z = log integral exp f from a Gaussian with the
+    moments of the smoothed training data; that estimate is reliable in low dimensions only
+    (a warning says so above 16), where --repeats shows its spread.
+    """
+    import json
+
+    import torch
+
+    from ..engine import device as devices
+    from ..engine.algorithms import sampling
+    from ..engine.training.dde import MAX_LIKELIHOOD_DIM
+    from ..engine.training.dde_data import samples_for
+
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if samples < 1 or repeats < 1:
+        raise UsageError("--samples and --repeats must be at least 1")
+    torch_device = devices.select_device(device)
+    devices.configure_threads(threads)
+    network = _load_model(model).to(torch_device)
+    shape = tuple(network.config.shape)
+    if input != "-" and not input.startswith("toy:") and not Path(input).exists():
+        raise UsageError(f"{input}: no such file or directory")
+    try:
+        source = _read_stdin() if input == "-" else input
+        values = samples_for(source, shape, limit or (1000 if input.startswith("toy:") else None), seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+
+    log_density = sampling.model_log_density(network)
+    energies = torch.cat([log_density(chunk.to(torch_device)).double().cpu() for chunk in values.flatten(1).split(4096)])
+    log_z, spread = 0.0, 0.0
+    if normalize:
+        dim = network.config.dim
+        if dim > MAX_LIKELIHOOD_DIM:
+            console.warn(f"log Z by importance sampling in {dim} dimensions is unreliable (biased low, so the "
+                         "log-densities come out too high); compare --no-normalize values instead")
+        mean, std = sampling.dde_proposal(network)
+        estimates = [sampling.log_normalizer(log_density, dim, mean, std, samples,
+                                             generator=torch.Generator().manual_seed(seed + r), device=torch_device)
+                     for r in range(repeats)]
+        log_z = float(torch.tensor(estimates).mean())
+        spread = float(torch.tensor(estimates).std()) if repeats > 1 else 0.0
+        console.info(f"log Z = {log_z:.4f}" + (f" ± {spread:.4f} over {repeats} estimates" if repeats > 1 else ""))
+    result = (energies - log_z).tolist()
+    if json_output:
+        print(json.dumps({"model": model, "sigma": network.config.sigma, "dim": network.config.dim,
+                          "normalized": normalize, "log_z": log_z if normalize else None,
+                          "log_z_std": spread if normalize else None, "count": len(result),
+                          "mean": sum(result) / len(result), "log_density": result}, indent=2))
+    else:
+        sys.stdout.write("".join(f"{value:.6f}\n" for value in result))
+    return 0
+
+
+COMMANDS = (("dde-train", train_command), ("dde-sample", sample_command), ("dde-density", density_command))
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _option_message(message: str) -> str:
+    """Engine wording -> option names."""
+    return (message.replace("the annealing start level must exceed sigma", "--anneal must exceed --sigma")
+            .replace("a conditional model needs a range of levels: give anneal_from",
+                     "--conditional needs --anneal FROM (the highest noise level)")
+            .replace("sigma must be positive", "--sigma must be positive")
+            .replace("the generator learning rate must be positive", "--gen-lr must be positive"))
+
+
+def _load_model(spec: str):
+    """A DDE model in eval mode from a weights file or a shipped name; usage errors otherwise."""
+    from ..engine import weights
+
+    path = Path(spec)
+    if path.is_file():
+        record = weights.load_checkpoint(path)
+        if record.get("arch") != "dde":
+            raise UsageError(f"{spec} holds a {record.get('arch')} model, not a DDE model (train one with "
+                             "'dncli dde-train')")
+        return weights.model_from_record(record, spec)
+    name = SHIPPED.get(spec, spec)
+    entries = weights.manifest()
+    if name not in entries:
+        shipped = sorted(alias for alias, entry in SHIPPED.items() if entry in entries)
+        raise UsageError(f"--model {spec}: no such file, nor a shipped DDE model "
+                         f"(shipped: {', '.join(shipped) or 'none'})")
+    if entries[name].get("arch") != "dde":
+        raise UsageError(f"--model {spec}: the shipped model {name} is a {entries[name].get('arch')} model, "
+                         "not a DDE model")
+    return weights.load_shipped(name)
+
+
+def _output_kind(output: str | None, format: str | None, model) -> str:
+    """``npy``, ``grid`` (images), ``folder`` (images) or ``scatter`` (2-D vectors); refuses what the
+    samples cannot become, before any work."""
+    from ..imgio.codec import ImageError, format_from_path
+
+    if output in (None, "-"):
+        kind = format or ("png" if model.is_image else "npy")
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write binary data to a terminal; redirect stdout or use -o FILE")
+    elif output.endswith("/") or Path(output).is_dir():
+        if not model.is_image:
+            raise UsageError(f"{output}: a directory takes image samples; write vectors to a .npy file")
+        return "folder"
+    else:  # a file: its extension decides (--format is for stdout)
+        try:
+            kind = format_from_path(output)
+        except ImageError as exc:
+            raise UsageError(f"{exc}; use .npy or an image type") from None
+    if kind == "npy":
+        return "npy"
+    if model.is_image:
+        return "grid"
+    if model.config.dim != 2:
+        raise UsageError(f"{model.config.dim}-D samples have no picture: write them to a .npy file")
+    return "scatter"
+
+
+def _write_samples(samples, kind: str, output: str | None, model, columns: int | None) -> None:
+    import io
+
+    import numpy as np
+
+    from ..engine import plots
+    from ..imgio.atomic import atomic_write_bytes
+    from ..imgio.codec import Image, write_image
+
+    dest = output or "-"
+    if kind == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, samples.numpy().astype(np.float32))
+        if dest == "-":
+            sys.stdout.buffer.write(buffer.getvalue())
+            sys.stdout.buffer.flush()
+        else:
+            atomic_write_bytes(dest, buffer.getvalue())
+        return
+    if kind == "folder":
+        folder = Path(dest)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, sample in enumerate(samples):
+            write_image(Image(sample.clamp(0, 1).permute(1, 2, 0).numpy()), folder / f"sample_{index:05d}.png")
+        return
+    if kind == "grid":
+        pixels = plots.image_grid(samples, columns)
+    else:
+        extent = float(3 * (model.data_var.max().sqrt() + model.data_mean.abs().max()))
+        pixels = plots.histogram_panel(samples.numpy(), extent, 256)
+    for warning in write_image(Image(pixels), dest, "png" if dest == "-" else None):
+        console.warn(warning)
+
+
+def _write_plot(model, dataset, path: Path, seed: int) -> None:
+    """Data | DDE density | generator samples (2-D data only), as one PNG."""
+    import torch
+
+    from ..engine import plots
+    from ..engine.algorithms import sampling
+    from ..imgio.codec import Image, write_image
+
+    if tuple(dataset.shape) != (2,):
+        console.warn(f"--plot needs 2-D data, not samples of shape {list(dataset.shape)}: no plot written")
+        return
+    points = dataset.all(20000, seed)
+    extent = dataset.toy.extent if dataset.toy else float(points.abs().max()) * 1.1
+    panels = [plots.histogram_panel(points.numpy(), extent),
+              plots.density_panel(sampling.model_log_density(model), extent)]
+    if model.generator is not None:
+        samples = sampling.generate(model, 20000, torch.Generator().manual_seed(seed))
+        panels.append(plots.histogram_panel(samples.numpy(), extent))
+    write_image(Image(plots.side_by_side(panels)), path)
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("stdin: refusing to read from a terminal; pipe an .npy array or image in, or give a file")
+    return sys.stdin.buffer.read()

@@ -1,0 +1,215 @@
+"""Denoising density estimators (Bigdeli, Lin, Portenier, Dunbar & Zwicker, arXiv 2001.02728).
+
+A DDE is a scalar network ``f(x)`` trained so that ``x~ + sigma^2 grad f(x~)`` denoises
+``x~ = x + n``, ``n ~ N(0, sigma^2 I)`` (``engine/training/dde.py``); at the optimum
+``f = log p_sigma + const`` where ``p_sigma = p * N(0, sigma^2 I)`` is the data density smoothed
+by the noise.  The network is used through its input gradient, so it must be twice
+differentiable: every activation here is smooth (softplus, swish or tanh, never ReLU).
+
+:class:`DDEModel` (architecture ``dde``) holds what one training run produces:
+
+* ``real``: the DDE of the data, ``f_real``;
+* optionally a generator ``g(z)``, ``z ~ N(0, I)``, and ``fake``, a second DDE that tracks the
+  generator's samples; the generator is trained to minimise ``KL(q_sigma || p_sigma)`` with the
+  score difference of the two DDEs;
+* buffers ``data_mean`` and ``data_var`` (per dimension), the moments of the training data, from
+  which ``engine/algorithms/sampling.py`` builds the importance-sampling proposal of log Z.
+
+Inputs are flattened: vectors are ``[B, D]``, images ``[B, C, H, W]`` in [0, 1] (an MLP on the
+pixels, as the authors' MNIST model).  A *conditional* model takes the noise level as an extra
+input and covers every level in ``[sigma, sigma_max]``, which annealed Langevin sampling uses.
+Levels are in data units throughout (images: the [0, 1] scale, so 0.5 is 127.5 on the 0..255
+scale).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..registry import register
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "swish": nn.SiLU, "tanh": nn.Tanh}
+GENERATOR_OUTPUTS = ("linear", "sigmoid")
+
+
+@dataclass(frozen=True)
+class DDEConfig:
+    """Architecture options; stored in checkpoints and the weights manifest."""
+
+    shape: tuple[int, ...] = (2,)  # one sample: (D,) for vectors, (C, H, W) for images in [0, 1]
+    sigma: float = 0.2  # smoothing noise level of the density (data units), > 0
+    width: int = 64  # hidden units of each DDE
+    depth: int = 4  # residual hidden layers of each DDE
+    activation: str = "softplus"  # softplus, swish or tanh (smooth: the loss differentiates twice)
+    conditional: bool = False  # f(x, s) for every level s in [sigma, sigma_max]
+    sigma_max: float | None = None  # highest level of a conditional model (data units)
+    generator: bool = True  # also a generator g(z) and the DDE ``fake`` that tracks it
+    latent: int = 2  # dimension of z ~ N(0, I)
+    generator_width: int = 64
+    generator_depth: int = 4  # hidden layers of the generator
+    generator_residual: bool = True  # residual hidden layers (2-D toys); False: a plain dense MLP
+    generator_output: str = "linear"  # linear (vectors) or sigmoid (images in [0, 1])
+
+    def __post_init__(self) -> None:
+        if not self.shape or min(self.shape) < 1 or len(self.shape) not in (1, 3):
+            raise ValueError(f"shape must be (D,) or (C, H, W), got {self.shape}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}: use one of {', '.join(ACTIVATIONS)}")
+        if self.generator_output not in GENERATOR_OUTPUTS:
+            raise ValueError(f"generator_output {self.generator_output!r}: use {' or '.join(GENERATOR_OUTPUTS)}")
+        if self.conditional and not (self.sigma_max is not None and self.sigma_max > self.sigma):
+            raise ValueError("a conditional DDE needs sigma_max > sigma")
+        if min(self.width, self.depth + 1, self.latent, self.generator_width, self.generator_depth + 1) < 1:
+            raise ValueError("widths and the latent dimension must be positive, depths non-negative")
+
+    @classmethod
+    def from_dict(cls, options: dict) -> "DDEConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of one flattened sample."""
+        return math.prod(self.shape)
+
+
+class EnergyNet(nn.Module):
+    """A scalar MLP ``g(x[, log s])``: a linear lift, ``depth`` pre-activation residual layers
+    ``h + W act(h)``, and a linear read-out of ``act(h)``.
+
+    Residual layers keep a deep stack (the authors use up to 25 layers) trainable without
+    normalisation, which would make one sample's output depend on the rest of its batch; the
+    residual weights start scaled by ``1/sqrt(depth)`` so the sum keeps its scale at any depth.
+    """
+
+    def __init__(self, dim: int, width: int, depth: int, activation: str, conditional: bool) -> None:
+        super().__init__()
+        self.lift = nn.Linear(dim + int(conditional), width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        # No bias: the loss sees f only through its gradient, so a constant would never be trained
+        # (and a parameter that never gets a gradient stalls DistributedDataParallel).
+        self.readout = nn.Linear(width, 1, bias=False)
+        self.act = ACTIVATIONS[activation]()
+        with torch.no_grad():
+            for layer in self.hidden:
+                layer.weight.mul_(depth ** -0.5)
+
+    def forward(self, x: torch.Tensor, log_level: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` is ``[B, D]``, ``log_level`` ``[B]`` (conditional nets only); returns ``[B]``."""
+        if log_level is not None:
+            x = torch.cat([x, log_level.to(x.dtype).unsqueeze(1)], dim=1)
+        h = self.lift(x)
+        for layer in self.hidden:
+            h = h + layer(self.act(h))
+        return self.readout(self.act(h)).squeeze(1)
+
+
+class Generator(nn.Module):
+    """``g(z)``: an MLP from ``[B, latent]`` to ``[B, D]`` (residual or plain hidden layers),
+    with a sigmoid output for images so samples lie in [0, 1]."""
+
+    def __init__(self, latent: int, dim: int, width: int, depth: int, activation: str,
+                 residual: bool, output: str) -> None:
+        super().__init__()
+        self.lift = nn.Linear(latent, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.readout = nn.Linear(width, dim)
+        self.act = ACTIVATIONS[activation]()
+        self.residual = residual
+        self.sigmoid = output == "sigmoid"
+        if residual:
+            with torch.no_grad():
+                for layer in self.hidden:
+                    layer.weight.mul_(depth ** -0.5)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.lift(z)
+        for layer in self.hidden:
+            h = h + layer(self.act(h)) if self.residual else layer(self.act(h))
+        out = self.readout(self.act(h))
+        return torch.sigmoid(out) if self.sigmoid else out
+
+
+@register("dde", DDEConfig)
+class DDEModel(nn.Module):
+    """A DDE of the data, optionally with a generator and the DDE that tracks it.
+
+    ``forward(x, level=None)`` is ``f_real``: the unnormalised log-density (nats) of the data
+    smoothed by noise of std ``level``, for ``x`` of shape ``[B, *config.shape]``; returns ``[B]``.
+    ``level`` (data units; a float or a ``[B]`` tensor) matters only for a conditional model
+    (default: ``config.sigma``); an unconditional model is tied to the level it was trained at.
+    """
+
+    def __init__(self, config: DDEConfig = DDEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.real = EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
+        self.fake = EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional) if c.generator else None
+        self.generator = (Generator(c.latent, c.dim, c.generator_width, c.generator_depth, c.activation,
+                                    c.generator_residual, c.generator_output) if c.generator else None)
+        self.register_buffer("data_mean", torch.zeros(c.dim))
+        self.register_buffer("data_var", torch.ones(c.dim))
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.config.shape) == 3
+
+    def set_data_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Record the per-dimension mean and variance of the training data (``[D]`` each)."""
+        self.data_mean.copy_(mean.reshape(-1))
+        self.data_var.copy_(var.reshape(-1).clamp_min(1e-12))
+
+    def levels(self, level: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        """The noise level of each of ``batch`` samples as a ``[B]`` float32 tensor."""
+        value = self.config.sigma if level is None else level
+        return torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1).expand(batch)
+
+    def energy(self, x: torch.Tensor, level: float | torch.Tensor | None = None, network: str = "real"
+               ) -> torch.Tensor:
+        """``f_real`` (``network="real"``) or ``f_fake`` at ``x``; ``[B]`` nats, unnormalised.
+
+        The network's output is divided by the noise level (the sample's own for a conditional
+        model, ``config.sigma`` otherwise): near the data ``sigma^2 grad f`` has the size of the
+        noise, ``sigma``, so the network itself then learns gradients of unit size at any level.
+        """
+        net = self.real if network == "real" else self.fake
+        if net is None:
+            raise ValueError("this DDE model has no generator, hence no 'fake' density")
+        levels = self.levels(level if self.config.conditional else None, x.shape[0], x.device)
+        out = net(x.flatten(1), levels.log() if self.config.conditional else None)
+        return out / levels.to(out.dtype)
+
+    def forward(self, x: torch.Tensor, level: float | torch.Tensor | None = None) -> torch.Tensor:
+        return self.energy(x, level, "real")
+
+    def score(self, x: torch.Tensor, level: float | torch.Tensor | None = None, network: str = "real",
+              create_graph: bool = False) -> torch.Tensor:
+        """``grad_x f`` at ``x`` (same shape as ``x``); works under ``torch.no_grad`` too."""
+        with torch.enable_grad():
+            point = x if create_graph else x.detach().requires_grad_(True)
+            value = self.energy(point, level, network)
+            (grad,) = torch.autograd.grad(value.sum(), point, create_graph=create_graph)
+        return grad
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Generator samples ``[B, *shape]`` for latents ``z`` of shape ``[B, latent]``.
+
+        A vector generator works in standardised units, ``g(z) = mean + std * net(z)`` with the
+        training data's moments, so it starts where the data are: far from them a DDE's gradient
+        is extrapolation and would send the generator anywhere.  (Image generators end in a
+        sigmoid, so they start inside [0, 1] anyway.)
+        """
+        if self.generator is None:
+            raise ValueError("this DDE model has no generator")
+        out = self.generator(z)
+        if not self.is_image:
+            out = self.data_mean + self.data_var.sqrt() * out
+        return out.reshape(z.shape[0], *self.config.shape)

@@ -1,0 +1,324 @@
+"""Denoising density estimators: log Z, the DDE loss, generator training, data, and the dde-* commands."""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_clean_error, run_dncli
+from denoise_cli.engine import registry, weights
+from denoise_cli.engine.algorithms import sampling
+from denoise_cli.engine.training.dde import DDEObjective, DDESchedule, DDETraining
+from denoise_cli.engine.training.dde_data import TOYS, DDEData, load_data, read_idx
+from denoise_cli.engine.training.trainer import TrainConfig, train
+
+TINY = {"width": 16, "depth": 2, "generator_width": 16, "generator_depth": 2}
+TINY_CLI = ["--width", "16", "--depth", "2", "--gen-width", "16", "--gen-depth", "2", "--batch-size", "64",
+            "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tests share a small machine: one thread, as the commands below are told too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def blob(centre: tuple[float, float], std: float) -> DDEData:
+    """A finite 2-D Gaussian data set of 4000 points."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.tensor(centre) + std * torch.randn(4000, 2, generator=generator)
+    return DDEData("blob", (2,), values=values)
+
+
+def fit(model, data: DDEData, schedule: DDESchedule, path: Path, steps: int, batch: int = 256,
+        lr: float = 3e-3, on_event=lambda event: None):
+    config = TrainConfig(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=10, log_every=10,
+                         validate_every=0, checkpoint_every=1e9)
+    return train(model, DDETraining(model, data, schedule), config, path, {}, torch.device("cpu"),
+                 on_event=on_event)
+
+
+# --- log Z and likelihood -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dim", [2, 8])
+def test_log_z_of_an_exact_gaussian_is_zero_and_shifts_with_a_constant(dim: int):
+    # f = the exact log-density of N(m, s^2 I): Z = 1.  A mean over dimensions instead of a sum in
+    # log N, or an extra +1 in the log-mean-exp (METHODS.md section 3), would be off by nats here.
+    mean, std, sigma = torch.linspace(-0.5, 0.5, dim), 0.8, 0.5
+    exact = lambda x: sampling.gaussian_log_density(x, mean, std)  # noqa: E731
+    proposal_std = math.sqrt(1 + sigma ** 2)
+    log_z = sampling.log_normalizer(exact, dim, 0.0, proposal_std, samples=65536,
+                                    generator=torch.Generator().manual_seed(1))
+    assert abs(log_z) < 0.03
+    shifted = sampling.log_normalizer(lambda x: exact(x) + 3.0, dim, 0.0, proposal_std, samples=65536,
+                                      generator=torch.Generator().manual_seed(1))
+    assert shifted == pytest.approx(log_z + 3.0, abs=1e-9)
+
+
+def test_gaussian_log_density_sums_over_dimensions():
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    reference = torch.distributions.Normal(torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, 1.0, 2.0]))
+    expected = reference.log_prob(x).sum(1).double()
+    got = sampling.gaussian_log_density(x, torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, 1.0, 2.0]))
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_log_likelihood_of_the_exact_model_is_the_gaussian_entropy():
+    dim, std = 4, 0.7
+    data = std * torch.randn(20000, dim, generator=torch.Generator().manual_seed(3))
+    exact = lambda x: sampling.gaussian_log_density(x, 0.0, std) - 5.0  # noqa: E731  (unnormalised)
+    result = sampling.log_likelihood(exact, data, 0.0, 1.2, repeats=3, samples=32768)
+    entropy = 0.5 * dim * (1 + math.log(2 * math.pi * std ** 2))
+    assert result.mean == pytest.approx(-entropy, abs=0.05)
+    assert len(result.log_z) == 3 and 0 < result.std < 0.05
+
+
+def test_toy_densities_are_normalised():
+    # A Riemann sum over [-4, 4]^2 (every toy lives well inside it), plain and smoothed.
+    centres = (torch.arange(120) + 0.5) / 120 * 8 - 4
+    grid = torch.stack(torch.meshgrid(centres, centres, indexing="ij"), -1).reshape(-1, 2)
+    for name in ("8-gaussians", "checkerboard", "rings"):
+        for sigma in (0.0, 0.1):
+            mass = float(TOYS[name].log_density(grid, sigma).exp().sum()) * (8 / 120) ** 2
+            assert mass == pytest.approx(1.0, abs=0.01), (name, sigma)
+
+
+def test_shipped_toy_models_verify_and_reproduce_their_manifest_likelihood():
+    entries = weights.manifest()
+    for name, toy in TOYS.items():
+        entry = entries[f"dde-{name}"]
+        model = weights.load_shipped(f"dde-{name}")  # checks the sha256 first
+        assert model.arch_name == "dde" and model.generator is not None
+        test = toy.sample(2000, torch.Generator().manual_seed(5))
+        mean, std = sampling.dde_proposal(model)
+        result = sampling.log_likelihood(sampling.model_log_density(model), test, mean, std, repeats=1,
+                                         samples=16384)
+        # 2000 other test points than the benchmark's 10000: the per-point spread is about 1 nat
+        assert result.mean == pytest.approx(entry["metrics"]["test_log_likelihood"]["dde"]["mean"], abs=0.1), name
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+def test_dde_loss_falls_and_the_score_points_to_the_data(tmp_path: Path):
+    torch.manual_seed(0)
+    data = blob((1.0, -0.5), 0.3)
+    model = registry.build("dde", {"shape": [2], "sigma": 0.3, "generator": False, **TINY})
+    model.set_data_statistics(*data.statistics())
+    losses: list[float] = []
+    fit(model, data, DDESchedule(sigma=0.3, max_steps=300), tmp_path / "d.pt", 300,
+        on_event=lambda e: losses.append(e["loss"]) if e["kind"] == "log" else None)
+    # For Gaussian data the best normalised loss is 1 - sigma^2 / (std^2 + sigma^2) = 0.5.
+    assert losses[0] > 0.8 and losses[-1] < 0.6
+    centre = torch.tensor([1.0, -0.5])
+    points = centre + torch.tensor([[0.6, 0.0], [0.0, 0.6], [-0.5, -0.4], [0.4, 0.5]])
+    toward = centre - points
+    cosine = torch.nn.functional.cosine_similarity(model.score(points), toward, dim=1)
+    assert (cosine > 0.9).all(), cosine
+
+
+def test_short_generator_training_moves_samples_to_the_data(tmp_path: Path):
+    torch.manual_seed(0)
+    data = blob((2.0, -1.0), 0.25)
+    model = registry.build("dde", {"shape": [2], "sigma": 0.5, **TINY})
+    # Pretend the data sat at the origin, so the generator starts about 2.2 away from them.
+    model.set_data_statistics(torch.zeros(2), torch.full((2,), 0.25))
+    generator = torch.Generator().manual_seed(1)
+    before = sampling.generate(model, 2000, generator)
+    fit(model, data, DDESchedule(sigma=0.5, max_steps=400, generator_every=2), tmp_path / "g.pt", 400)
+    after = sampling.generate(model, 2000, generator)
+    target = torch.tensor([2.0, -1.0])
+    distance = lambda s: float((s - target).norm(dim=1).mean())  # noqa: E731
+    assert distance(after) < 0.5 * distance(before), (distance(before), distance(after))
+
+
+def test_each_network_gets_only_its_own_gradient():
+    data = blob((0.0, 0.0), 1.0)
+    model = registry.build("dde", {"shape": [2], "sigma": 0.2, **TINY})
+    task = DDETraining(model, data, DDESchedule(sigma=0.2, max_steps=10, generator_every=2))
+    generator = torch.Generator().manual_seed(0)
+
+    def gradients(step: int, train_real: bool = True) -> dict[str, bool]:
+        model.zero_grad(set_to_none=True)
+        task.begin_step(step)
+        batch = task.batch(32, generator, torch.device("cpu"))
+        batch.train_real = train_real
+        DDEObjective(model)(batch).backward()
+        return {name: all(p.grad is not None for p in part.parameters())
+                for name, part in (("real", model.real), ("fake", model.fake), ("generator", model.generator))}
+
+    assert gradients(0) == {"real": True, "fake": True, "generator": False}
+    assert gradients(1) == {"real": True, "fake": True, "generator": True}  # (step + 1) % 2 == 0
+    # The generator's term alone must leave both DDEs untouched (they are frozen for it).
+    model.zero_grad(set_to_none=True)
+    task.begin_step(1)
+    batch = task.batch(32, generator, torch.device("cpu"))
+    batch.train_real, batch.fake_latent = False, None
+    loss = DDEObjective(model)(batch)
+    assert loss.item() == 0.0  # the KL term is zero-valued; only its gradient matters
+    loss.backward()
+    assert all(p.grad is None for p in [*model.real.parameters(), *model.fake.parameters()])
+    assert any(p.grad.abs().sum() > 0 for p in model.generator.parameters())
+
+
+def test_resume_is_exact_with_annealing_and_alternation(tmp_path: Path):
+    data = blob((0.5, 0.5), 0.5)
+    schedule = DDESchedule(sigma=0.2, max_steps=12, anneal_from=0.6, generator_every=3)
+
+    def run(path: Path, resume: bool = False, stop_at: int | None = None) -> dict:
+        torch.manual_seed(0)
+        model = registry.build("dde", {"shape": [2], "sigma": 0.2, **TINY})
+
+        def interrupt(event: dict) -> None:
+            if stop_at is not None and event["kind"] == "log" and event["step"] == stop_at:
+                raise KeyboardInterrupt
+
+        config = TrainConfig(max_steps=12, batch_size=16, warmup_steps=2, log_every=1, validate_every=0,
+                             checkpoint_every=0.0)
+        try:
+            train(model, DDETraining(model, data, schedule), config, path, {}, torch.device("cpu"),
+                  resume=resume, on_event=interrupt)
+        except KeyboardInterrupt:
+            pass
+        return weights.load_checkpoint(path)
+
+    straight = run(tmp_path / "straight.pt")
+    run(tmp_path / "resumed.pt", stop_at=7)
+    resumed = run(tmp_path / "resumed.pt", resume=True)
+    assert resumed["step"] == 12
+    for name, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][name]), name
+
+
+def test_schedule_levels():
+    annealed = DDESchedule(sigma=0.1, max_steps=100, anneal_from=0.4, anneal_fraction=0.5)
+    assert annealed.level(0) == pytest.approx(0.4)
+    assert annealed.level(25) == pytest.approx(0.2)
+    assert annealed.level(50) == annealed.level(99) == pytest.approx(0.1)
+    conditional = DDESchedule(sigma=0.1, max_steps=100, anneal_from=0.4, conditional=True)
+    levels = conditional.levels(0, 1000, torch.Generator().manual_seed(0))
+    assert levels.min() >= 0.1 and levels.max() <= 0.4 and levels.std() > 0.05
+
+
+def test_conditional_model_anneals_langevin_through_its_levels(tmp_path: Path):
+    torch.manual_seed(0)
+    data = blob((0.0, 1.0), 0.2)
+    model = registry.build("dde", {"shape": [2], "sigma": 0.1, "conditional": True, "sigma_max": 0.8,
+                                   "generator": False, **TINY})
+    model.set_data_statistics(*data.statistics())
+    fit(model, data, DDESchedule(sigma=0.1, max_steps=300, anneal_from=0.8, conditional=True),
+        tmp_path / "c.pt", 300)
+    levels = sampling.langevin_levels(model, 5)
+    assert levels[0] == pytest.approx(0.8) and levels[-1] == pytest.approx(0.1)
+    samples = sampling.langevin(model, 500, torch.Generator().manual_seed(0), steps=30,
+                                init=torch.zeros(500, 2) + torch.tensor([2.0, -1.0]))
+    assert float((samples.mean(0) - torch.tensor([0.0, 1.0])).norm()) < 0.3
+    assert 0.1 < float(samples.std(0).mean()) < 0.4
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
+def digits(count: int = 24, side: int = 8) -> np.ndarray:
+    """Tiny synthetic 'digits': a bright bar at a random row on black, uint8 [N, side, side]."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((count, side, side), dtype=np.uint8)
+    for image, row in zip(images, rng.integers(1, side - 1, count)):
+        image[row, 1:-1] = 255
+    return images
+
+
+def test_idx_round_trip_and_subset(tmp_path: Path):
+    images = digits()
+    path = write_idx(tmp_path / "imgs-idx3-ubyte.gz", images)
+    assert np.array_equal(read_idx(path), images)
+    data = load_data(str(path), subset=(4, 20))
+    assert data.shape == (1, 8, 8) and len(data) == 16
+    assert torch.equal(data.values[0, 0], torch.from_numpy(images[4]))
+    labels = write_idx(tmp_path / "labels-idx1-ubyte", np.arange(10), compress=False)
+    with pytest.raises(ValueError, match="labels"):
+        load_data(str(labels))
+
+
+# --- the commands -----------------------------------------------------------------------------------
+
+def test_train_sample_density_from_the_command_line(tmp_path: Path):
+    model, plot = tmp_path / "m.pt", tmp_path / "plot.png"
+    result = run_dncli("dde-train", "toy:8-gaussians", "--max-steps", "30", "-o", str(model), "--plot", str(plot),
+                       "--validate-every", "30", "--json", *TINY_CLI)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["step"] == 30 and set(report["history"][-1]) >= {"dde_loss", "log_likelihood", "kl"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    samples = tmp_path / "s.npy"
+    result = run_dncli("dde-sample", "--model", str(model), "-n", "16", "-o", str(samples), "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert np.load(samples).shape == (16, 2)
+
+    result = run_dncli("dde-density", str(samples), "--model", str(model), "--json", "--samples", "4096",
+                       "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["count"] == 16 and all(math.isfinite(v) for v in report["log_density"])
+    plain = run_dncli("dde-density", "-", "--model", str(model), "--no-normalize", "--threads", "1",
+                      input=samples.read_bytes())
+    energies = [float(line) for line in plain.stdout.decode().split()]
+    assert np.allclose(np.array(energies) - report["log_z"], report["log_density"], atol=1e-4)
+
+    scatter = run_dncli("dde-sample", "--model", str(model), "-n", "200", "--sampler", "langevin", "--steps", "5",
+                        "-o", "-", "--format", "png", "--threads", "1")
+    assert scatter.returncode == 0 and scatter.stdout[:8] == b"\x89PNG\r\n\x1a\n", scatter.stderr.decode()
+
+
+def test_image_model_from_an_idx_file_writes_a_png_grid_to_stdout(tmp_path: Path):
+    from denoise_cli.imgio.codec import read_image
+
+    path = write_idx(tmp_path / "digits-idx3-ubyte.gz", digits())
+    model = tmp_path / "digits.pt"
+    result = run_dncli("dde-train", str(path), "--max-steps", "4", "-o", str(model), "--latent", "4",
+                       "--sigma", "100", *TINY_CLI)
+    assert result.returncode == 0, result.stderr.decode()
+    result = run_dncli("dde-sample", "--model", str(model), "-n", "6", "--grid", "3", "-o", "-", "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    grid = read_image(result.stdout).pixels
+    assert grid.shape == (2 * 8 + 2, 3 * 8 + 2 * 2, 1)  # 2 rows x 3 columns of 8x8, 2-pixel gaps
+
+
+def test_usage_errors(tmp_path: Path, tiny_weights):
+    missing = run_dncli("dde-train", str(tmp_path / "nothing.npy"), "-o", str(tmp_path / "x.pt"))
+    assert_clean_error(missing, 2, "no such file")
+    unknown = run_dncli("dde-train", "toy:moons", "-o", str(tmp_path / "x.pt"))
+    assert_clean_error(unknown, 2, "unknown toy 'moons'", "toy:8-gaussians")
+    denoiser = tiny_weights(1)
+    wrong = run_dncli("dde-sample", "--model", str(denoiser), "-n", "4", "-o", str(tmp_path / "s.npy"))
+    assert_clean_error(wrong, 2, "unet3 model, not a DDE model")
+    not_shipped = run_dncli("dde-density", "toy:rings", "--model", "toy:nope")
+    assert_clean_error(not_shipped, 2, "no such file, nor a shipped DDE model")
+
+
+def test_distributed_dde_training_with_two_cpu_processes(tmp_path: Path):
+    # Several parameter groups, one of them idle on most steps: DDP must be told to expect that.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541",
+               "-m", "denoise_cli", "dde-train", "toy:rings", "-o", str(tmp_path / "ddp.pt"), "--max-steps", "4",
+               "--gen-every", "2", "--validate-every", "0", *TINY_CLI]
+    result = subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    record = weights.load_checkpoint(tmp_path / "ddp.pt")
+    assert record["step"] == 4 and record["meta"]["world_size"] == 2
