@@ -22,9 +22,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from . import console
+from . import console, training
 from .options import Device, Json, Seed, Threads
-from .train import training_reporter
 
 NAME = "blindspot-train"
 NO_ARGS_IS_HELP = True
@@ -70,15 +69,13 @@ def command(
         "--precision", help="fp32, fp16 or bf16 (CUDA only; fp32 convolutions use TF32 there anyway).")] = "fp32",
     json_output: Json = False,
 ) -> int:
-    import json
-    import os
 
     from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.blindspot import BlindSpotTraining, load_noisy_images, load_validation
     from ..engine.training.data import PatchSampler
-    from ..engine.training.trainer import TrainConfig, train
+    from ..engine.training.trainer import TrainConfig
 
     if resume and not output.is_file():
         raise UsageError(f"--resume: no checkpoint at {output}")
@@ -129,12 +126,9 @@ def command(
             "arch": arch, "patch": patch,
             "device": str(torch_device), "world_size": ddp.world_size()}
 
-    with console.progress("training", max_steps) as bar:
-        result = train(model, task, config, output, meta, torch_device, resume=resume,
-                       on_event=training_reporter(bar))
-    if json_output and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "history": result.history}, indent=2))
+    result = training.run(model, task, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result)
     return 0
 
 

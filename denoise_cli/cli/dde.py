@@ -11,9 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from . import console
+from . import console, training
 from .options import Device, Json, Seed, Threads
-from .train import training_reporter
 
 # Shipped DDE models: what users type -> the manifest entry.
 SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
@@ -109,15 +108,13 @@ def train_command(
     'dncli dde-sample' and 'dncli dde-density' use it. Started by torchrun, training runs
     data-parallel.
     """
-    import json
-    import os
 
     from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.dde import DDESchedule, DDETraining
     from ..engine.training.dde_data import load_data, parse_subset
-    from ..engine.training.trainer import TrainConfig, train
+    from ..engine.training.trainer import TrainConfig
 
     if resume and not output.is_file():
         raise UsageError(f"--resume: no checkpoint at {output}")
@@ -185,16 +182,12 @@ def train_command(
 
     console.info(f"training a DDE on {data}: {len(dataset) or 'fresh'} samples of shape {list(dataset.shape)}, "
                  f"sigma {model.config.sigma * unit:g}" + (", with a generator" if model.generator else ""))
-    with console.progress("training", max_steps) as bar:
-        result = train(model, task, config, output, meta, torch_device, resume=resume,
-                       on_event=training_reporter(bar))
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    if plot is not None and is_main:
+    result = training.run(model, task, config, output, meta, torch_device, resume)
+    if plot is not None and training.is_main_process():
         _write_plot(model.cpu().eval(), dataset, plot, seed)
         console.info(f"plot written to {plot}")
-    if json_output and is_main:
-        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "history": result.history, "plot": str(plot) if plot else None}, indent=2))
+    if json_output:
+        training.print_summary(output, result, plot=str(plot) if plot else None)
     return 0
 
 

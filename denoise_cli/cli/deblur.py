@@ -20,7 +20,7 @@ import typer
 from ..errors import UsageError
 from . import console, runner
 from .options import (Depth, Device, Format, Glob, InPlace, Json, Output, Precision, Recursive, Shard,
-                      SkipExisting, Threads)
+                      SkipExisting, Threads, parse_sigma)
 
 NAME = "deblur"
 NO_ARGS_IS_HELP = True
@@ -66,7 +66,7 @@ def command(
     in_place: InPlace = False,
     json_output: Json = False,
 ) -> int:
-    fixed_sigma = _parse_sigma(sigma)
+    fixed_sigma = parse_sigma(sigma)
     if prior is not None and prior not in PRIORS:
         raise UsageError(f"--prior {prior!r}: use mmse or map")
     if boundary not in BOUNDARIES:
@@ -164,18 +164,6 @@ def command(
     if json_output:
         print(json.dumps({"kernel": kernel, "boundary": boundary, "images": records}, indent=2))
     return code
-
-
-def _parse_sigma(text: str) -> float | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
-    if not 0 <= value <= 255:
-        raise UsageError(f"--sigma {value:g} is out of range: use 0..255")
-    return value
 
 
 def _iterate_writer(directory: Path, job, image):

@@ -16,7 +16,7 @@ import typer
 from ..errors import UsageError
 from . import console, runner
 from .options import (BatchSize, Depth, Device, Format, Glob, InPlace, Json, Output, Precision, Recursive,
-                      Shard, SkipExisting, Threads, Tile)
+                      Shard, SkipExisting, Threads, Tile, parse_sigma)
 
 NAME = "denoise"
 NO_ARGS_IS_HELP = True
@@ -47,7 +47,7 @@ def command(
     in_place: InPlace = False,
     json_output: Json = False,
 ) -> int:
-    fixed_sigma = _parse_sigma(sigma)
+    fixed_sigma = _checked_sigma(sigma)
     if model and weights:
         raise UsageError("--model and --weights exclude each other")
     if json_output and (output in (None, "-") and not in_place):
@@ -108,16 +108,9 @@ def command(
     return code
 
 
-def _parse_sigma(text: str) -> float | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
-    if not 0 <= value <= 255:
-        raise UsageError(f"--sigma {value:g} is out of range: use 0..255 (the models were trained for 0..75)")
-    if value > TRAINED_SIGMA_MAX:
+def _checked_sigma(text: str) -> float | None:
+    value = parse_sigma(text)
+    if value is not None and value > TRAINED_SIGMA_MAX:
         console.warn(f"--sigma {value:g} is above the trained range 0..{TRAINED_SIGMA_MAX:g}: expect artefacts")
     return value
 

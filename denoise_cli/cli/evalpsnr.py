@@ -7,7 +7,7 @@ references on their values with a data range of 1. Prints a table, or --json / -
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

@@ -15,9 +15,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from . import console
+from . import console, training
 from .options import Device, Json, Precision, Seed, Threads
-from .train import _numbers, training_reporter
 
 NAME = "map-train"
 NO_ARGS_IS_HELP = True
@@ -52,22 +51,20 @@ def command(
     precision: Precision = "bf16",
     json_output: Json = False,
 ) -> int:
-    import json
-    import os
 
     from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.data import PatchSampler, load_images
     from ..engine.training.map_denoiser import MapDenoiserTraining
-    from ..engine.training.trainer import TrainConfig, train
+    from ..engine.training.trainer import TrainConfig
 
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
     level = DEFAULT_SIGMA_R[channels] if sigma_r is None else sigma_r
     if not 0 < level <= 255:
         raise UsageError(f"--sigma-r {level:g}: use a level in (0, 255]")
-    low, high = _numbers(input_sigma, 2, "--input-sigma")
+    low, high = training.numbers(input_sigma, 2, "--input-sigma")
     if not 0 <= low <= high <= 255:
         raise UsageError("--input-sigma: need 0 <= LOW <= HIGH <= 255")
     if patch < 16:
@@ -103,10 +100,7 @@ def command(
     meta = {"training_data": [str(d) for d in data], "sigma_r": level, "input_sigma": [low, high],
             "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
 
-    with console.progress("training", max_steps) as bar:
-        result = train(model, task, config, output, meta, torch_device, resume=resume,
-                       on_event=training_reporter(bar))
-    if json_output and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "sigma_r": level, "history": result.history}, indent=2))
+    result = training.run(model, task, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result, sigma_r=level)
     return 0

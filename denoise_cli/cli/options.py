@@ -5,6 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
+
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="Output file, directory (for a directory input) or '-' for stdout [default: stdout].")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Include images in subdirectories.")]
@@ -32,3 +34,16 @@ Tile = Annotated[Optional[int], typer.Option(
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Same-size images processed together.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def parse_sigma(text: str) -> float | None:
+    """A ``--sigma`` value: a noise level on the 0..255 scale, or None for 'auto'."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--sigma {text!r}: expected a number on the 0..255 scale or 'auto'") from None
+    if not 0 <= value <= 255:
+        raise UsageError(f"--sigma {value:g} is out of range: use 0..255")
+    return value

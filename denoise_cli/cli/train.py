@@ -9,12 +9,12 @@ data-parallel on every process (NCCL on GPUs, gloo on CPUs).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from ..errors import UsageError
-from . import console
+from . import console, training
 from .options import Device, Json, Precision, Seed, Threads
 
 NAME = "train"
@@ -45,17 +45,15 @@ def command(
     precision: Precision = "bf16",
     json_output: Json = False,
 ) -> int:
-    import json
-    import os
 
     from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.data import PatchSampler, load_images
     from ..engine.training.supervised import SupervisedDenoising
-    from ..engine.training.trainer import TrainConfig, train
+    from ..engine.training.trainer import TrainConfig
 
-    low, high = _numbers(sigma_range, 2, "--sigma-range")
+    low, high = training.numbers(sigma_range, 2, "--sigma-range")
     if not 0 <= low <= high <= 255:
         raise UsageError("--sigma-range: need 0 <= LOW <= HIGH <= 255")
     if channels not in (1, 3):
@@ -70,9 +68,9 @@ def command(
     devices.configure_threads(threads)
     devices.autocast(torch_device, precision)
 
-    options = {"channels": channels, "widths": _numbers(widths, 3, "--widths", int),
-               "encoder_blocks": _numbers(blocks, 3, "--blocks", int)[:2],
-               "decoder_blocks": _numbers(blocks, 3, "--blocks", int)[2]}
+    options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),
+               "encoder_blocks": training.numbers(blocks, 3, "--blocks", int)[:2],
+               "decoder_blocks": training.numbers(blocks, 3, "--blocks", int)[2]}
     if resume:
         record = weights.load_checkpoint(output)
         options = record["options"]
@@ -87,37 +85,8 @@ def command(
     meta = {"training_data": [str(d) for d in data], "sigma_range": [low, high], "loss": loss,
             "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
 
-    with console.progress("training", max_steps) as bar:
-        result = train(model, task, config, output, meta, torch_device, resume=resume,
-                       on_event=training_reporter(bar))
-    if json_output and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "history": result.history}, indent=2))
+    result = training.run(model, task, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result)
     return 0
 
-
-def training_reporter(bar: console._Progress) -> Callable[[dict], None]:
-    """The trainer's ``on_event`` for every training command: it moves the progress bar and
-    prints one stderr line per log, validation and checkpoint event."""
-    def on_event(event: dict) -> None:
-        if event["kind"] == "log":
-            bar.update(event["step"], event["max_steps"])
-            console.info(f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.5f}  "
-                         f"lr {event['lr']:.2e}  {event['elapsed']:.0f}s")
-        elif event["kind"] == "validate":
-            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
-            console.info(f"step {event['step']}: validation {scores}")
-        elif event["kind"] == "checkpoint":
-            console.info(f"step {event['step']}: checkpoint {event['path']}")
-
-    return on_event
-
-
-def _numbers(text: str, count: int, option: str, kind=float) -> list:
-    try:
-        values = [kind(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        raise UsageError(f"{option} {text!r}: expected {count} comma-separated numbers")
-    return values

@@ -1,0 +1,57 @@
+"""What every training command shares: progress on stderr, the JSON summary, number lists."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UsageError
+from . import console
+
+
+def run(model, task, config, output: Path, meta: dict, device, resume: bool):
+    """``engine.training.trainer.train`` with a progress bar and one stderr line per log,
+    validation and checkpoint event; returns its ``TrainResult``."""
+    from ..engine.training.trainer import train
+
+    with console.progress("training", config.max_steps) as bar:
+        return train(model, task, config, output, meta, device, resume=resume, on_event=_reporter(bar))
+
+
+def is_main_process() -> bool:
+    """False on every torchrun rank but 0, which alone prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def print_summary(output: Path, result, **extra: object) -> None:
+    """The ``--json`` summary of a finished training run, on stdout, from rank 0 only."""
+    if is_main_process():
+        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "history": result.history, **extra}, indent=2))
+
+
+def numbers(text: str, count: int, option: str, kind: type = float) -> list:
+    """``count`` comma-separated numbers of ``kind`` from an option's value; UsageError otherwise."""
+    try:
+        values = [kind(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise UsageError(f"{option} {text!r}: expected {count} comma-separated numbers")
+    return values
+
+
+def _reporter(bar) -> Callable[[dict], None]:
+    def on_event(event: dict) -> None:
+        if event["kind"] == "log":
+            bar.update(event["step"], event["max_steps"])
+            console.info(f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.5f}  "
+                         f"lr {event['lr']:.2e}  {event['elapsed']:.0f}s")
+        elif event["kind"] == "validate":
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
+            console.info(f"step {event['step']}: validation {scores}")
+        elif event["kind"] == "checkpoint":
+            console.info(f"step {event['step']}: checkpoint {event['path']}")
+
+    return on_event
