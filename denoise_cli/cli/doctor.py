@@ -41,10 +41,14 @@ def command(device: Device = None, json_output: Json = False) -> int:
     if json_output:
         print(json.dumps(report, indent=2))
     else:
+        rows = []
         for key, value in report.items():
             if key == "weights":
-                for name, status in value.items() or [("(none)", "no shipped weights found")]:
-                    print(f"{'weights ' + name:<22} {status}")
+                rows += [(f"weights {name}", status)
+                         for name, status in value.items() or [("(none)", "no shipped weights found")]]
             else:
-                print(f"{key:<22} {value}")
+                rows.append((key, value))
+        width = max(len(label) for label, _ in rows)
+        for label, value in rows:
+            print(f"{label:<{width}}  {value}")
     return 0 if healthy else 1
