@@ -88,3 +88,14 @@ def shipped_dir(tmp_path: Path, tiny_weights):
         models[name] = {"file": target.name, "sha256": sha256_file(target), "arch": "unet3"}
     (directory / "manifest.json").write_text(json.dumps({"models": models}))
     return directory
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, restored after: the tests share a small machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

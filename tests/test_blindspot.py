@@ -17,6 +17,8 @@ from denoise_cli.engine.training.blindspot import BlindSpotTraining
 from denoise_cli.engine.training.data import PatchSampler
 from denoise_cli.engine.training.trainer import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Small enough for CPU tests, with every structural feature of the layouts kept.
 SMALL = {"trunk_depth": 3, "trunk_width": 12, "branch_width": 6, "head_widths": (16, 8), "noise_widths": (8, 8)}
 SMALL_CLI = ["--depth", "2", "--widths", "8,4", "--head", "8", "--patch", "32", "--batch-size", "4", "--threads", "1"]
@@ -41,7 +43,6 @@ def prior_at(model: torch.nn.Module, x: torch.Tensor, row: int, col: int) -> tor
 @pytest.mark.parametrize("arch", ["figure", "code"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_the_centre_pixel_is_never_seen(arch: str, channels: int):
-    torch.set_num_threads(1)
     model = build(arch, channels)  # the full published widths
     size = 2 * model.receptive_radius + 3
     centre = size // 2
@@ -70,7 +71,6 @@ def test_the_centre_pixel_is_never_seen(arch: str, channels: int):
 
 @pytest.mark.parametrize("arch,options", [("figure", {}), ("figure", SMALL), ("code", {"trunk_depth": 4})])
 def test_receptive_field_is_exactly_the_claimed_radius(arch: str, options: dict):
-    torch.set_num_threads(1)
     model = build(arch, 1, **options)
     radius = model.receptive_radius
     size = 2 * radius + 7
@@ -150,7 +150,6 @@ def _short_run(model, task, steps: int, tmp_path: Path, lr: float = 3e-3) -> lis
 
 
 def test_short_training_on_noisy_data_alone_denoises(tmp_path: Path):
-    torch.set_num_threads(1)
     noisy, clean = _noisy_image(1)
     torch.manual_seed(0)
     model = registry.build("blindspot", BlindSpotConfig(channels=1, **SMALL).to_dict())
@@ -174,7 +173,6 @@ def test_short_training_on_noisy_data_alone_denoises(tmp_path: Path):
 
 @pytest.mark.parametrize("mode", ["global", "per-image"])
 def test_learned_noise_level_moves_towards_the_truth(tmp_path: Path, mode: str):
-    torch.set_num_threads(1)
     noisy, _ = _noisy_image(1, sigma=40.0, size=64)
     torch.manual_seed(0)
     model = registry.build("blindspot", BlindSpotConfig(channels=1, noise=mode, **SMALL).to_dict())
@@ -188,7 +186,6 @@ def test_learned_noise_level_moves_towards_the_truth(tmp_path: Path, mode: str):
 
 
 def test_tiled_equals_untiled_through_the_engine():
-    torch.set_num_threads(1)
     image = np.random.default_rng(0).random((1, 150, 170, 3), dtype=np.float32)
     for options in ({"noise": "known"}, {"noise": "per-image"}):
         model = build("figure", 3, **{**SMALL, "trunk_depth": 5, **options})

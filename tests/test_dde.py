@@ -25,13 +25,7 @@ TINY_CLI = ["--width", "16", "--depth", "2", "--gen-width", "16", "--gen-depth",
             "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tests share a small machine: one thread, as the commands below are told too."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blob(centre: tuple[float, float], std: float) -> DDEData:

@@ -23,12 +23,7 @@ TINY_MAP = {"depth": 3, "width": 8, "sigma_r": 7.0}
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # these small tensors run several times slower split over busy cores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blocks(height: int, width: int, channels: int, seed: int) -> np.ndarray:

@@ -70,24 +70,17 @@ def command(
     json_output: Json = False,
 ) -> int:
 
-    from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.blindspot import BlindSpotTraining, load_noisy_images, load_validation
     from ..engine.training.data import PatchSampler
     from ..engine.training.trainer import TrainConfig
 
-    if resume and not output.is_file():
-        raise UsageError(f"--resume: no checkpoint at {output}")
-    if not resume and output.exists():
-        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
     if patch < 16:
         raise UsageError("--patch must be at least 16")
     if val_noisy is not None and val is None:
         raise UsageError("--val-noisy needs --val (the clean references)")
-    torch_device = ddp.local_device(devices.select_device(device))
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)  # validates the name before any work
+    torch_device = training.prepare(output, resume, device, threads, precision)
 
     if resume:
         record = weights.load_checkpoint(output)

@@ -109,26 +109,19 @@ def train_command(
     data-parallel.
     """
 
-    from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.dde import DDESchedule, DDETraining
     from ..engine.training.dde_data import load_data, parse_subset
     from ..engine.training.trainer import TrainConfig
 
-    if resume and not output.is_file():
-        raise UsageError(f"--resume: no checkpoint at {output}")
-    if not resume and output.exists():
-        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
     if gen_every < 1 or max_steps < 1:
         raise UsageError("--gen-every and --max-steps must be at least 1")
     if channels not in (None, 1, 3):
         raise UsageError("--channels must be 1 or 3")
     if size is not None and size < 4:
         raise UsageError("--size must be at least 4")
-    torch_device = ddp.local_device(devices.select_device(device))
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)  # validates the name before any work
+    torch_device = training.prepare(output, resume, device, threads, precision)
 
     try:
         dataset = load_data(data, size, channels, parse_subset(subset))

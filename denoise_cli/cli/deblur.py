@@ -73,8 +73,7 @@ def command(
         raise UsageError(f"--boundary {boundary!r}: use valid or circular")
     if iterations is not None and iterations < 1:
         raise UsageError("--iters must be at least 1")
-    if json_output and (output in (None, "-") and not in_place):
-        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+    runner.check_json_destination(json_output, output, in_place)
     if save_iterates is not None and save_iterates.exists() and not save_iterates.is_dir():
         raise UsageError(f"--save-iterates {save_iterates}: not a directory")
 
@@ -84,7 +83,6 @@ def command(
     import numpy as np
     import torch
 
-    from ..engine import device as devices
     from ..engine import weights as weight_files
     from ..engine.algorithms import pnp
     from ..engine.inference import Runner
@@ -98,11 +96,7 @@ def command(
     for warning in warnings:
         console.warn(warning)
 
-    torch_device = devices.select_device(device)
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)  # validates the name before any work
-    if precision != "fp32" and torch_device.type == "cpu":
-        console.warn(f"--precision {precision} applies on CUDA only; the CPU computes in float32")
+    torch_device = runner.compute_device(device, threads, precision)
 
     user_model = weight_files.load_model(weights) if weights else None
     if user_model is not None:

@@ -50,8 +50,7 @@ def command(
     fixed_sigma = _checked_sigma(sigma)
     if model and weights:
         raise UsageError("--model and --weights exclude each other")
-    if json_output and (output in (None, "-") and not in_place):
-        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+    runner.check_json_destination(json_output, output, in_place)
     if tile is not None and tile < 64:
         raise UsageError("--tile must be at least 64 pixels")
 
@@ -59,15 +58,11 @@ def command(
 
     import numpy as np
 
-    from ..engine import device as devices
     from ..engine import weights as weight_files
     from ..engine.inference import Runner
     from ..engine.noise_estimate import estimate_sigma
-    torch_device = devices.select_device(device)
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)  # validates the name before any work
-    if precision != "fp32" and torch_device.type == "cpu":
-        console.warn(f"--precision {precision} applies on CUDA only; the CPU computes in float32")
+
+    torch_device = runner.compute_device(device, threads, precision)
 
     runners: dict[int, Runner] = {}
 
@@ -89,7 +84,7 @@ def command(
         # A model that learned the noise level (blind-spot global/per-image) estimates it itself.
         own = fixed_sigma is None and getattr(network.model, "estimates_sigma", False)
         if own:
-            levels = list(_own_sigma(network, color) * 255.0)
+            levels = list(network.own_sigma(color) * 255.0)
         else:
             levels = [fixed_sigma if fixed_sigma is not None else estimate_sigma(c) for c in color]
         if fixed_sigma is None:
@@ -113,16 +108,3 @@ def _checked_sigma(text: str) -> float | None:
     if value is not None and value > TRAINED_SIGMA_MAX:
         console.warn(f"--sigma {value:g} is above the trained range 0..{TRAINED_SIGMA_MAX:g}: expect artefacts")
     return value
-
-
-def _own_sigma(network, color):
-    """The [0, 1]-scale level a self-estimating model gives each image, seen as it will denoise it
-    (see ``Runner.apply``): a gray model on colour averages its per-plane levels."""
-    import numpy as np
-
-    model_channels = network.model.config.channels
-    if model_channels == color.shape[-1]:
-        return network.own_sigma(color)
-    if model_channels == 1:
-        return np.mean([network.own_sigma(color[..., c : c + 1]) for c in range(color.shape[-1])], axis=0)
-    return network.own_sigma(np.repeat(color, 3, axis=-1))

@@ -52,7 +52,6 @@ def command(
     json_output: Json = False,
 ) -> int:
 
-    from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.data import PatchSampler, load_images
@@ -71,13 +70,7 @@ def command(
         raise UsageError("--patch must be at least 16 pixels")
     if layers < 2 or width < 1:
         raise UsageError("--layers must be at least 2 and --width at least 1")
-    if resume and not output.is_file():
-        raise UsageError(f"--resume: no checkpoint at {output}")
-    if not resume and output.exists():
-        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
-    torch_device = ddp.local_device(devices.select_device(device))
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision)
 
     options = {"channels": channels, "depth": layers, "width": width, "sigma_r": level}
     if resume:

@@ -1,8 +1,28 @@
-"""The loop every per-image command shares: plan the jobs, run them, report on stderr."""
+"""What every per-image command shares: the device it computes on, where --json may go, and the
+loop that plans the jobs, runs them and reports on stderr."""
 from __future__ import annotations
 
 from ..errors import UsageError
 from . import console
+
+
+def check_json_destination(json_output: bool, output: str | None, in_place: bool) -> None:
+    """--json owns stdout, so the images must go to files."""
+    if json_output and output in (None, "-") and not in_place:
+        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+
+
+def compute_device(device: str | None, threads: int | None, precision: str):
+    """The torch device of --device, with --threads applied and --precision checked before any
+    work; warns that fp16/bf16 do not apply on the CPU."""
+    from ..engine import device as devices
+
+    torch_device = devices.select_device(device)
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)  # validates the name
+    if precision != "fp32" and torch_device.type == "cpu":
+        console.warn(f"--precision {precision} applies on CUDA only; the CPU computes in float32")
+    return torch_device
 
 
 def run_images(input: str, output: str | None, process, *, format: str | None, depth: str | None,

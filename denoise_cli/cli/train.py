@@ -46,7 +46,6 @@ def command(
     json_output: Json = False,
 ) -> int:
 
-    from ..engine import device as devices
     from ..engine import registry, weights
     from ..engine.training import ddp
     from ..engine.training.data import PatchSampler, load_images
@@ -60,13 +59,7 @@ def command(
         raise UsageError("--channels must be 1 or 3")
     if patch < 16 or patch % 4:
         raise UsageError("--patch must be a multiple of 4, at least 16")
-    if resume and not output.is_file():
-        raise UsageError(f"--resume: no checkpoint at {output}")
-    if not resume and output.exists():
-        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
-    torch_device = ddp.local_device(devices.select_device(device))
-    devices.configure_threads(threads)
-    devices.autocast(torch_device, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision)
 
     options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),
                "encoder_blocks": training.numbers(blocks, 3, "--blocks", int)[:2],

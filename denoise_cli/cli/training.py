@@ -1,4 +1,5 @@
-"""What every training command shares: progress on stderr, the JSON summary, number lists."""
+"""What every training command shares: the output and device checks, progress on stderr, the
+JSON summary, number lists."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,23 @@ from typing import Callable
 
 from ..errors import UsageError
 from . import console
+
+
+def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str):
+    """Check that --output can be written (or, with --resume, continued) and return this
+    process's torch device (its own GPU under torchrun), with --threads applied and --precision
+    checked before any work."""
+    from ..engine import device as devices
+    from ..engine.training import ddp
+
+    if resume and not output.is_file():
+        raise UsageError(f"--resume: no checkpoint at {output}")
+    if not resume and output.exists():
+        raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
+    torch_device = ddp.local_device(devices.select_device(device))
+    devices.configure_threads(threads)
+    devices.autocast(torch_device, precision)  # validates the name
+    return torch_device
 
 
 def run(model, task, config, output: Path, meta: dict, device, resume: bool):

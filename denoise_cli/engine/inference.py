@@ -51,28 +51,58 @@ class Runner:
     @torch.no_grad()
     def __call__(self, images: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
         """``images`` ``[B, H, W, C]``; ``sigma`` on the [0, 1] scale, a float or one per image."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
-        return self.apply(x, sigma).permute(0, 2, 3, 1).cpu().numpy()
+        return self.apply(self._tensor(images), sigma).permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
     def apply(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """The model on a ``[B, C, H, W]`` tensor on ``device``, in exact tiles; float32 result.
 
-        Any model serves any image: a gray model denoises a colour image plane by plane, and a
-        colour model sees a gray image as RGB, of which the mean is kept.  ``sigma`` is on the
-        [0, 1] scale, a float or one per image.  This is the ``denoiser(x, sigma)`` of the
-        plug-and-play solvers.
+        Any model serves any image (see ``_model_planes``): a gray model denoises a colour image
+        plane by plane, and of a gray image seen as RGB by a colour model the mean is kept.
+        ``sigma`` is on the [0, 1] scale, a float or one per image.  This is the
+        ``denoiser(x, sigma)`` of the plug-and-play solvers.
         """
         batch, channels, height, width = x.shape
         levels = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(batch)
+        planes = self._model_planes(x)
+        out = self._tiled(planes, levels.repeat_interleave(planes.shape[0] // batch))
+        out = out.reshape(batch, -1, height, width)
+        return out if out.shape[1] == channels else out.mean(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def own_sigma(self, images: np.ndarray) -> np.ndarray:
+        """The noise level a model that estimates it itself (``model.estimates_sigma``) gives each
+        of the ``[B, H, W, C]`` images, on the [0, 1] scale; a gray model on a colour image
+        gives the mean of its planes' levels.
+
+        The model's per-pixel estimate (``noise_logits``) is computed tile by tile with its own
+        receptive radius as the margin, so it is exact, and averaged over the whole image before
+        ``sigma_from_logit``: tiling does not change the level.
+        """
+        x = self._model_planes(self._tensor(images)).contiguous(memory_format=torch.channels_last)
+
+        def logits(window: torch.Tensor) -> torch.Tensor:
+            with devices.autocast(self.device, self.precision):
+                return self.model.noise_logits(window).float()
+
+        per_pixel = apply_tiled(logits, x, self.tile_size(x.shape[0]), int(self.model.noise_radius))
+        levels = self.model.sigma_from_logit(per_pixel.mean(dim=(1, 2, 3)))
+        return levels.reshape(len(images), -1).mean(dim=1).cpu().numpy()
+
+    def _tensor(self, images: np.ndarray) -> torch.Tensor:
+        """``[B, H, W, C]`` arrays as a ``[B, C, H, W]`` tensor on ``device``."""
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
+
+    def _model_planes(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` as the model takes it: for a gray model a colour image becomes C gray
+        images (``[B * C, 1, H, W]``), for a colour model a gray image becomes RGB."""
+        batch, channels, height, width = x.shape
         model_channels = self.model.config.channels
         if channels == model_channels:
-            return self._tiled(x, levels)
+            return x
         if model_channels == 1:
-            planes = x.reshape(batch * channels, 1, height, width)
-            return self._tiled(planes, levels.repeat_interleave(channels)).reshape(x.shape)
-        rgb = x.expand(batch, model_channels, height, width)
-        return self._tiled(rgb, levels).mean(dim=1, keepdim=True)
+            return x.reshape(batch * channels, 1, height, width)
+        return x.expand(batch, model_channels, height, width)
 
     def _tiled(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         def network(window: torch.Tensor) -> torch.Tensor:
@@ -81,22 +111,3 @@ class Runner:
 
         x = x.contiguous(memory_format=torch.channels_last)
         return apply_tiled(network, x, self.tile_size(x.shape[0]), self.margin, self.multiple).float()
-
-    @torch.no_grad()
-    def own_sigma(self, images: np.ndarray) -> np.ndarray:
-        """The noise level a model that estimates it itself (``model.estimates_sigma``) gives each
-        of the ``[B, H, W, C]`` images, on the [0, 1] scale.
-
-        The model's per-pixel estimate (``noise_logits``) is computed tile by tile with its own
-        receptive radius as the margin, so it is exact, and averaged over the whole image before
-        ``sigma_from_logit``: tiling does not change the level.
-        """
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
-
-        def logits(window: torch.Tensor) -> torch.Tensor:
-            with devices.autocast(self.device, self.precision):
-                return self.model.noise_logits(window).float()
-
-        per_pixel = apply_tiled(logits, x, self.tile_size(x.shape[0]), int(self.model.noise_radius))
-        return self.model.sigma_from_logit(per_pixel.mean(dim=(1, 2, 3))).cpu().numpy()
