@@ -15,7 +15,7 @@ from typer.exceptions import TyperException
 
 from .. import __version__
 from . import console
-from . import blindspot, dde, deblur, denoise, degrade, doctor, evalpsnr, maptrain, models, train
+from . import blindspot, cascade, dde, deblur, denoise, degrade, doctor, evalpsnr, maptrain, models, tasktrain, train
 
 app = typer.Typer(
     name="dncli",
@@ -28,7 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (denoise, deblur, train, maptrain, blindspot, degrade, evalpsnr, models, doctor):
+for module in (denoise, deblur, train, maptrain, blindspot, tasktrain, cascade, degrade, evalpsnr, models, doctor):
     app.command(module.NAME, help=module.__doc__, no_args_is_help=module.NO_ARGS_IS_HELP)(module.command)
 for name, function in dde.COMMANDS:  # one module, several commands: each one's docstring is its help
     app.command(name, help=function.__doc__, no_args_is_help=True)(function)

@@ -73,3 +73,23 @@ def _reporter(bar) -> Callable[[dict], None]:
             console.info(f"step {event['step']}: checkpoint {event['path']}")
 
     return on_event
+
+
+def crop_and_pad(task: str, crop: int | None, pad: int | None) -> tuple[int, int]:
+    """--crop and --pad of the labelled-data trainers, with their per-task defaults."""
+    crop = crop if crop is not None else (32 if task == "classify" else 128)
+    pad = pad if pad is not None else (4 if task == "classify" else 0)
+    if crop < 8 or pad < 0:
+        raise UsageError("--crop must be at least 8 and --pad at least 0")
+    return crop, pad
+
+
+def labelled(task: str, folder: Path):
+    """The labelled images of ``folder``, with a layout mistake reported as a usage error."""
+    from ..engine.training.labelled import load_labelled
+
+    console.info(f"loading labelled images from {folder}")
+    try:
+        return load_labelled(task, folder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

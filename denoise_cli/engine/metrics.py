@@ -95,3 +95,23 @@ def compare(estimate: np.ndarray, reference: np.ndarray, depth: str = "8", crop:
     reference_last = reference if reference.shape[-1] > 1 else reference[..., 0]
     return {"psnr": psnr(channels_last, reference_last, data_range),
             "ssim": ssim(channels_last, reference_last, data_range)}
+
+
+IGNORE_LABEL = 255  # a mask value that no class has: pixels left out of training and scoring
+
+
+def confusion_matrix(predicted: np.ndarray, target: np.ndarray, classes: int) -> np.ndarray:
+    """``[classes, classes]`` counts of (true class, predicted class); ``IGNORE_LABEL`` and any
+    other target outside ``0..classes-1`` is left out."""
+    keep = (target >= 0) & (target < classes)
+    pairs = target[keep].astype(np.int64) * classes + predicted[keep].astype(np.int64)
+    return np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    """Mean over classes of intersection / union, classes absent from both target and
+    prediction left out (the usual semantic segmentation score, in [0, 1])."""
+    intersection = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    present = union > 0
+    return float(np.mean(intersection[present] / union[present])) if present.any() else float("nan")

@@ -139,3 +139,87 @@ def verify(name: str, directory: Path | None = None) -> Path:
 
 def load_shipped(name: str) -> nn.Module:
     return load_model(verify(name))
+
+
+def resolve(spec: str) -> Path:
+    """The file of ``spec``: a user's weights file, else a shipped model (checksum verified)."""
+    path = Path(spec)
+    if path.is_file() or spec not in manifest():
+        return path
+    return verify(spec)
+
+
+# --- networks from elsewhere -------------------------------------------------------------------
+
+class _FirstOutput(nn.Module):
+    """Wraps a saved program so it returns one tensor: torchvision's segmenters return a dict
+    with the logits under ``out``.  An exported program keeps the mode it was exported in,
+    since it cannot switch between training and eval."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def train(self, mode: bool = True) -> "_FirstOutput":
+        self.training = mode
+        try:
+            self.network.train(mode)
+        except NotImplementedError:
+            pass
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.network(x)
+        if isinstance(output, dict):
+            return output["out"]
+        if isinstance(output, (tuple, list)):
+            return output[0]
+        return output
+
+
+def program_kind(path: Path) -> str | None:
+    """``torchscript`` for an archive of ``torch.jit.save``, ``export`` for one of
+    ``torch.export.save`` (a ``.pt2``), None for anything else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.endswith("/archive_format") for name in names):
+        return "export"
+    if any("/code/" in name for name in names):
+        return "torchscript"
+    return None
+
+
+def load_network(spec: str, arch: str | None = None, options: dict | None = None) -> nn.Module:
+    """Any network a user may plug in, in eval mode.
+
+    ``spec`` is a shipped model name, a dncli weights file, a program saved by
+    ``torch.export.save`` (``.pt2``, exported with dynamic batch, height and width) or by
+    ``torch.jit.save`` (TorchScript), whose code runs, so load only programs you trust; or, with
+    ``arch`` (a built-in architecture name and its ``options``), a file holding a plain
+    ``state_dict``.
+    """
+    path = resolve(spec)
+    if not path.is_file():
+        raise WeightsError(f"model not found: {spec} (neither a file nor a shipped model name)")
+    kind = program_kind(path)
+    if kind is not None:
+        try:
+            if kind == "export":
+                network = torch.export.load(str(path)).module()
+            else:
+                network = torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise WeightsError(f"{path}: not a loadable {kind} program ({exc.__class__.__name__})") from None
+        return _FirstOutput(network)
+    if arch is None:
+        return load_model(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable state dict ({exc.__class__.__name__})") from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state["state_dict"]
+    return model_from_record({"arch": arch, "options": options or {}, "state_dict": state}, str(path))

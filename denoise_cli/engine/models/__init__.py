@@ -3,3 +3,5 @@ from . import unet3  # noqa: F401
 from . import mapdenoiser  # noqa: F401
 from . import blindspot  # noqa: F401
 from . import dde  # noqa: F401
+from . import classifier  # noqa: F401
+from . import segmenter  # noqa: F401

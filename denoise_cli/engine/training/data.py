@@ -16,14 +16,15 @@ def to_gray_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[np.ndarray]:
-    """All images under ``folders`` (recursively, sorted) as ``[H, W, channels]`` uint8 arrays.
+    """All images under ``folders`` (recursively, sorted; a file stands for itself) as ``[H, W, channels]`` uint8 arrays.
 
     Colour images are converted to luma when ``channels`` is 1; gray images are repeated when
     ``channels`` is 3.  Images smaller than ``min_size`` on either side are skipped.
     """
     from ...imgio.codec import read_image
 
-    paths = [p for folder in folders for p in sorted(Path(folder).rglob("*"))
+    paths = [p for folder in map(Path, folders)
+             for p in ([folder] if folder.is_file() else sorted(folder.rglob("*")))
              if p.suffix.lower() in IMAGE_SUFFIXES]
     images = []
     for path in paths:

@@ -1,0 +1,103 @@
+"""Train a denoiser for the classifier or segmenter that comes after it (Liu et al., IJCAI 2018).
+
+The frozen task network (--task-model) is put behind the denoiser (--denoiser, the starting
+weights) and only the denoiser is updated, on the per-pixel mean squared error plus --lambda
+times the task's cross-entropy (per image, or per labelled pixel). Gaussian noise of a level
+drawn from --sigma is added on the fly to the clean labelled images of DATA (the layouts of
+'dncli task-train'). --task-model is a shipped name, a dncli weights file, a TorchScript
+archive, or a plain state dict with --task-arch (and --task-options); it takes RGB in [0, 1].
+The output is an ordinary denoiser weights file (and checkpoint: --resume continues it) for
+'dncli denoise --weights'. --lambda 0 trains the MSE-only control on the same data.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from . import training
+from .options import Device, Json, Precision, Seed, Threads
+
+NAME = "cascade-train"
+NO_ARGS_IS_HELP = True
+
+
+def command(
+    data: Annotated[Path, typer.Argument(help="Directory of clean labelled training images.")],
+    task: Annotated[str, typer.Option("--task", help="classify or segment.")],
+    task_model: Annotated[str, typer.Option("--task-model", help="The frozen classifier or segmenter.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Denoiser checkpoint / weights file to write.")],
+    denoiser: Annotated[str, typer.Option(
+        "--denoiser", help="Starting denoiser: a shipped name or a weights file.")] = "unet3-color",
+    sigma: Annotated[str, typer.Option(
+        "--sigma", help="Noise level to train for, or LOW,HIGH to draw one per image (0..255).")] = "25",
+    weight: Annotated[float, typer.Option("--lambda", help="Weight of the task loss against the MSE.")] = 0.01,
+    task_arch: Annotated[Optional[str], typer.Option(
+        "--task-arch", help="Built-in architecture of a --task-model state dict (see 'dncli models').")] = None,
+    task_options: Annotated[str, typer.Option(
+        "--task-options", help="JSON options of --task-arch, e.g. '{\"classes\": 20}'.")] = "{}",
+    val: Annotated[Optional[Path], typer.Option("--val", help="Directory of labelled validation images.")] = None,
+    val_sigma: Annotated[float, typer.Option("--val-sigma", help="Noise level of validation.")] = 25.0,
+    crop: Annotated[Optional[int], typer.Option(
+        "--crop", help="Training crop side in pixels [default: 32 classify, 128 segment].")] = None,
+    pad: Annotated[Optional[int], typer.Option(
+        "--pad", help="Pixels of padding before cropping [default: 4 classify, 0 segment].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step and process.")] = 16,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 2000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 1e-4,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 500,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Precision = "bf16",
+    json_output: Json = False,
+) -> int:
+
+    from ..engine import weights
+    from ..engine.training import ddp
+    from ..engine.training.cascade import CascadeTraining
+    from ..engine.training.labelled import LabelledSampler
+    from ..engine.training.trainer import TrainConfig
+
+    if task not in ("classify", "segment"):
+        raise UsageError(f"--task {task!r}: use classify or segment")
+    if weight < 0:
+        raise UsageError("--lambda must be at least 0")
+    levels = training.numbers(sigma, sigma.count(",") + 1, "--sigma")
+    low, high = (levels[0], levels[0]) if len(levels) == 1 else levels
+    if len(levels) > 2 or not 0 <= low <= high <= 255:
+        raise UsageError("--sigma: a level or LOW,HIGH with 0 <= LOW <= HIGH <= 255")
+    try:
+        options = json.loads(task_options)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--task-options is not JSON: {exc.msg}") from None
+    crop, pad = training.crop_and_pad(task, crop, pad)
+    torch_device = training.prepare(output, resume, device, threads, precision)
+
+    network = weights.load_network(task_model, task_arch, options)
+    record = weights.load_checkpoint(output if resume else weights.resolve(denoiser))
+    if record["arch"] != "unet3" or record["options"].get("channels") != 3:
+        raise UsageError(f"--denoiser {denoiser}: a colour unet3 denoiser is needed, such as unet3-color")
+    model = weights.model_from_record(record, str(output if resume else denoiser))
+    train_data = training.labelled(task, data)
+    validation = training.labelled(task, val) if val else None
+    cascade = CascadeTraining(network, LabelledSampler(train_data, crop, pad), (low, high), weight,
+                              torch_device, validation, val_sigma)
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         warmup_steps=min(200, max_steps // 10), validate_every=validate_every if val else 0,
+                         checkpoint_every=checkpoint_every, seed=seed, precision=precision)
+    meta = {**record.get("meta", {}),
+            "cascade": {"task": task, "task_model": task_model, "lambda": weight, "sigma_range": [low, high],
+                        "initial_denoiser": denoiser, "training_data": str(data), "crop": crop, "seed": seed},
+            "device": str(torch_device), "world_size": ddp.world_size()}
+    model.train()
+    result = training.run(model, cascade, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result)
+    return 0

@@ -1,0 +1,75 @@
+"""Train a classifier or a semantic segmenter on clean labelled images, for 'dncli cascade-train'.
+
+--task classify reads one folder of images per class (DATA/<class>/<image>, classes numbered in
+sorted name order); --task segment reads DATA/images/ and DATA/masks/ (8-bit class-index PNGs of
+the same names, 255 = no label). Random crops with a random horizontal flip (classification
+images padded by --pad first); Adam with warm-up and cosine decay; the accuracy or mean IoU on
+--val every --validate-every steps. The output is a checkpoint and a weights file at once, like
+every trainer's: --resume continues it, 'dncli cascade-train --task-model' uses it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from . import training
+from .options import Device, Json, Precision, Seed, Threads
+
+NAME = "task-train"
+NO_ARGS_IS_HELP = True
+ARCHITECTURE = {"classify": "classifier-cnn", "segment": "segmenter-unet"}
+
+
+def command(
+    data: Annotated[Path, typer.Argument(help="Directory of labelled training images (layout: see above).")],
+    task: Annotated[str, typer.Option("--task", help="classify or segment.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Directory of labelled validation images.")] = None,
+    widths: Annotated[str, typer.Option("--widths", help="Channels of the three stages / scales.")] = "32,64,128",
+    crop: Annotated[Optional[int], typer.Option(
+        "--crop", help="Training crop side in pixels [default: 32 classify, 128 segment].")] = None,
+    pad: Annotated[Optional[int], typer.Option(
+        "--pad", help="Pixels of padding before cropping [default: 4 classify, 0 segment].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step and process.")] = 64,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 5000,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 2e-3,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 500,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Precision = "bf16",
+    json_output: Json = False,
+) -> int:
+
+    from ..engine import registry, weights
+    from ..engine.training import ddp
+    from ..engine.training.labelled import LabelledSampler
+    from ..engine.training.task_networks import TaskNetworkTraining
+    from ..engine.training.trainer import TrainConfig
+
+    if task not in ARCHITECTURE:
+        raise UsageError(f"--task {task!r}: use classify or segment")
+    crop, pad = training.crop_and_pad(task, crop, pad)
+    torch_device = training.prepare(output, resume, device, threads, precision)
+    train_data = training.labelled(task, data)
+    validation = training.labelled(task, val) if val else None
+    options = {"classes": train_data.classes, "widths": training.numbers(widths, 3, "--widths", int)}
+    if resume:
+        options = weights.load_checkpoint(output)["options"]
+    model = registry.build(ARCHITECTURE[task], options)
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
+                         seed=seed, precision=precision)
+    meta = {"task": task, "class_names": train_data.class_names, "training_data": str(data), "crop": crop,
+            "pad": pad, "device": str(torch_device), "world_size": ddp.world_size()}
+    task_definition = TaskNetworkTraining(LabelledSampler(train_data, crop, pad), validation)
+    result = training.run(model, task_definition, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result)
+    return 0

@@ -1,0 +1,86 @@
+"""Training a denoiser for the high-level network behind it (Liu et al., IJCAI 2018).
+
+The frozen task network H (a classifier or a segmenter) is put after the denoiser F and only
+F is updated, on
+
+    L = mean (F(y) - x)^2  +  lambda * CE(H(F(y)), label),         y = x + n, n ~ N(0, sigma^2)
+
+Both terms are means: the squared error per pixel and channel on the [0, 1] scale, the
+cross-entropy per image (classification) or per labelled pixel (segmentation); so lambda does
+not depend on the image or batch size.  H stays in eval mode (batch-norm statistics and dropout
+frozen) and its parameters get no gradient; the gradient of the task term reaches F through H.
+The result is an ordinary weights file of F's architecture: it costs nothing extra at inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics import psnr, quantize_uint8
+from .labelled import LabelledImages, LabelledSampler
+from .task_networks import METRIC, protocol_noise, score, task_loss
+
+
+def freeze(network: nn.Module) -> nn.Module:
+    """``network`` in eval mode with no trainable parameters."""
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
+class CascadeTraining:
+    """A ``Task`` for the trainer: the denoiser is the trained model, ``task_network`` is frozen.
+
+    ``sigma_range`` is on the 0..255 scale (a level drawn per image); ``weight`` is lambda.
+    Validation reports the PSNR of the denoised ``validation`` images and the task score of
+    ``task_network`` on them, at ``validation_sigma`` with the P1 noise.
+    """
+
+    def __init__(self, task_network: nn.Module, sampler: LabelledSampler, sigma_range: tuple[float, float],
+                 weight: float, device: torch.device, validation: LabelledImages | None = None,
+                 validation_sigma: float = 25.0) -> None:
+        self.task_network = freeze(task_network).to(device)
+        self.sampler, self.sigma_range, self.weight = sampler, sigma_range, weight
+        self.validation, self.validation_sigma = validation, validation_sigma
+
+    def batch(self, size: int, generator: torch.Generator, device: torch.device):
+        clean, targets = self.sampler.sample(size, generator)
+        low, high = self.sigma_range
+        sigma = (low + (high - low) * torch.rand(size, generator=generator)) / 255.0
+        noisy = clean + torch.randn(clean.shape, generator=generator) * sigma.view(-1, 1, 1, 1)
+        return noisy.to(device), sigma.to(device), clean.to(device), targets.to(device)
+
+    def loss(self, model: nn.Module, batch) -> torch.Tensor:
+        noisy, sigma, clean, targets = batch
+        denoised = model(noisy, sigma)
+        reconstruction = F.mse_loss(denoised.float(), clean)
+        if self.weight == 0:
+            return reconstruction
+        return reconstruction + self.weight * task_loss(self.task_network(denoised), targets)
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if self.validation is None:
+            return {}
+        sigma = self.validation_sigma
+        denoise = denoised_by(model, sigma)
+        scores = []
+        for index, image in enumerate(self.validation.images):
+            clean = torch.from_numpy(image).permute(2, 0, 1)[None].to(device).float() / 255.0
+            restored = denoise(clean, [index])[0].permute(1, 2, 0).cpu().numpy()
+            scores.append(psnr(quantize_uint8(restored), image))
+        metric = METRIC[self.validation.task]
+        value = score(self.task_network, self.validation, device, denoise)
+        return {f"psnr_{sigma:g}": float(np.mean(scores)), f"{metric}_{sigma:g}": value}
+
+
+def denoised_by(denoiser: nn.Module, sigma: float):
+    """A ``prepare`` hook for ``task_networks.score``: P1 noise at ``sigma``, then ``denoiser``."""
+    add_noise = protocol_noise(sigma)
+
+    def prepare(images: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return denoiser(add_noise(images, indices), sigma / 255.0).float()
+
+    return prepare

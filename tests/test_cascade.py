@@ -1,0 +1,183 @@
+"""Task networks and the denoiser cascade: labelled layouts, task-train, cascade-train, plug-in models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, assert_clean_error, run_dncli, write_png
+from denoise_cli.engine import registry, weights
+from denoise_cli.engine.metrics import IGNORE_LABEL, confusion_matrix, mean_iou
+
+SMALL = {"widths": (8, 8, 8)}
+
+
+def stripes(size: int, vertical: bool, seed: int) -> np.ndarray:
+    """Class 0: horizontal stripes, class 1: vertical stripes, random period, phase and tint."""
+    rng = np.random.default_rng(seed)
+    coordinate = np.arange(size)[None, :] if vertical else np.arange(size)[:, None]
+    wave = 0.5 + 0.4 * np.sin(2 * np.pi * coordinate / rng.uniform(3, 6) + rng.uniform(0, 6))
+    plane = np.broadcast_to(wave, (size, size))
+    tint = rng.uniform(0.6, 1.0, 3)
+    return np.clip(plane[..., None] * tint * 255, 0, 255).astype(np.uint8)
+
+
+def classification_folder(root: Path, count: int, offset: int = 0) -> Path:
+    for label, name in enumerate(("horizontal", "vertical")):
+        for index in range(count):
+            write_png(root / name / f"{index}.png", stripes(16, bool(label), offset + 2 * index + label))
+    return root
+
+
+def segmentation_folder(root: Path, count: int, offset: int = 0) -> Path:
+    """Bright rectangles (class 1) on a dark textured ground (class 0), border unlabelled."""
+    for index in range(count):
+        rng = np.random.default_rng(offset + index)
+        mask = np.zeros((24, 24), np.uint8)
+        top, left = rng.integers(2, 12, 2)
+        mask[top:top + rng.integers(6, 10), left:left + rng.integers(6, 10)] = 1
+        image = 60 + 140 * mask[..., None] + rng.integers(0, 40, (24, 24, 3))
+        mask[0, :] = IGNORE_LABEL
+        write_png(root / "images" / f"{index}.png", image.astype(np.uint8))
+        write_png(root / "masks" / f"{index}.png", mask[..., None])
+    return root
+
+
+def trained_classifier(folder: Path, output: Path) -> dict:
+    result = run_dncli("task-train", str(folder / "train"), "--task", "classify", "-o", str(output),
+                       "--val", str(folder / "val"), "--crop", "16", "--pad", "0", "--widths", "8,8,8",
+                       "--batch-size", "16", "--max-steps", "60", "--validate-every", "60", "--lr", "5e-3",
+                       "--json", env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("classify")
+    classification_folder(root / "train", 12)
+    classification_folder(root / "val", 6, offset=1000)
+    summary = trained_classifier(root, root / "classifier.pt")
+    return root, root / "classifier.pt", summary
+
+
+def test_task_train_learns_to_classify(classifier):
+    _, path, summary = classifier
+    assert summary["history"][-1]["accuracy"] >= 0.9
+    record = weights.load_checkpoint(path)
+    assert record["meta"]["class_names"] == ["horizontal", "vertical"]
+
+
+def test_task_train_learns_to_segment(tmp_path: Path):
+    segmentation_folder(tmp_path / "train", 8)
+    segmentation_folder(tmp_path / "val", 4, offset=100)
+    result = run_dncli("task-train", str(tmp_path / "train"), "--task", "segment", "-o", str(tmp_path / "s.pt"),
+                       "--val", str(tmp_path / "val"), "--crop", "24", "--widths", "8,8,8", "--batch-size", "8",
+                       "--max-steps", "60", "--validate-every", "60", "--lr", "5e-3", "--json",
+                       env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["history"][-1]["miou"] > 0.8
+
+
+def test_mean_iou_ignores_unlabelled_pixels():
+    target = np.array([[0, 0, 1, IGNORE_LABEL]])
+    predicted = np.array([[0, 1, 1, 0]])
+    confusion = confusion_matrix(predicted, target, 2)
+    assert confusion.tolist() == [[1, 1], [0, 1]]
+    assert mean_iou(confusion) == pytest.approx((1 / 2 + 1 / 2) / 2)
+
+
+def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifier, one_thread):
+    from denoise_cli.engine.training.cascade import CascadeTraining
+    from denoise_cli.engine.training.labelled import LabelledSampler, load_labelled
+    from denoise_cli.engine.training.task_networks import task_loss
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
+    root, path, _ = classifier
+    data = load_labelled("classify", root / "train")
+    generator = torch.Generator().manual_seed(123)
+    clean, labels = LabelledSampler(load_labelled("classify", root / "val"), 16).sample(64, generator)
+    sigma = 60.0
+    noisy = clean + torch.randn(clean.shape, generator=generator) * sigma / 255
+    losses = {}
+    for weight in (0.0, 1.0):
+        task_network = weights.load_model(path)
+        before = {k: v.clone() for k, v in task_network.state_dict().items()}
+        torch.manual_seed(0)
+        denoiser = registry.build("unet3", {"channels": 3, **TINY})
+        cascade = CascadeTraining(task_network, LabelledSampler(data, 16), (sigma, sigma), weight, torch.device("cpu"))
+        config = TrainConfig(max_steps=60, batch_size=16, learning_rate=3e-3, warmup_steps=5, validate_every=0)
+        train(denoiser, cascade, config, root / f"cascade-{weight}.pt", {}, torch.device("cpu"))
+        with torch.no_grad():
+            losses[weight] = task_loss(task_network(denoiser.eval()(noisy, sigma / 255)), labels).item()
+        assert all(torch.equal(v, task_network.state_dict()[k]) for k, v in before.items())
+    assert losses[1.0] < 0.8 * losses[0.0], losses
+
+
+def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier, tmp_path: Path, tiny_weights):
+    root, path, _ = classifier
+    output = tmp_path / "cascade.pt"
+    args = ["cascade-train", str(root / "train"), "--task", "classify", "--task-model", str(path),
+            "--denoiser", str(tiny_weights(3)), "-o", str(output), "--sigma", "20,40", "--lambda", "0.1",
+            "--crop", "16", "--pad", "0", "--batch-size", "4"]
+    first = run_dncli(*args, "--max-steps", "6", "--max-time", "0", env={"OMP_NUM_THREADS": "1"})
+    assert first.returncode == 0, first.stderr.decode()
+    assert weights.load_checkpoint(output)["step"] == 0
+    resumed = run_dncli(*args, "--max-steps", "6", "--resume", env={"OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    record = weights.load_checkpoint(output)
+    assert record["step"] == 6 and record["arch"] == "unet3"
+    assert record["meta"]["cascade"]["lambda"] == 0.1
+    noisy = write_png(tmp_path / "n.png", stripes(20, True, 7))
+    denoised = run_dncli("denoise", str(noisy), "-s", "30", "--weights", str(output), "-o", str(tmp_path / "d.png"))
+    assert denoised.returncode == 0, denoised.stderr.decode()
+
+
+def test_user_networks_plug_in_as_programs_or_state_dict(tmp_path: Path):
+    torch.manual_seed(0)
+    classifier = registry.build("classifier-cnn", {"classes": 4, **SMALL}).eval()
+    images = torch.rand(2, 3, 16, 16)
+    expected = classifier(images)
+
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8), 3: torch.export.Dim("width", min=8)}
+    torch.export.save(torch.export.export(classifier, (images,), dynamic_shapes={"x": dims}), tmp_path / "m.pt2")
+    exported = weights.load_network(str(tmp_path / "m.pt2"))
+    assert torch.allclose(exported(images), expected, atol=1e-5)
+    assert exported(torch.rand(3, 3, 24, 20)).shape == (3, 4)
+
+    torch.jit.script(classifier).save(str(tmp_path / "scripted.pt"))
+    torch.save(classifier.state_dict(), tmp_path / "state.pt")
+    scripted = weights.load_network(str(tmp_path / "scripted.pt"))
+    from_state = weights.load_network(str(tmp_path / "state.pt"), "classifier-cnn", {"classes": 4, **SMALL})
+    assert torch.allclose(scripted(images), expected, atol=1e-5)
+    assert torch.allclose(from_state(images), expected, atol=1e-6)
+
+    class DictOutput(torch.nn.Module):  # the shape of torchvision's segmenters
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": x.mean(1, keepdim=True), "aux": x}
+
+    torch.jit.script(DictOutput()).save(str(tmp_path / "dict.pt"))
+    assert weights.load_network(str(tmp_path / "dict.pt"))(images).shape == (2, 1, 16, 16)
+
+
+def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights):
+    write_png(tmp_path / "one_class" / "a" / "0.png", stripes(16, True, 0))
+    result = run_dncli("task-train", str(tmp_path / "one_class"), "--task", "classify", "-o", str(tmp_path / "m.pt"))
+    assert_clean_error(result, 2, "one folder of images per class")
+    (tmp_path / "seg" / "images").mkdir(parents=True)
+    result = run_dncli("task-train", str(tmp_path / "seg"), "--task", "segment", "-o", str(tmp_path / "m.pt"))
+    assert_clean_error(result, 2, "images/ and masks/")
+    write_png(tmp_path / "seg" / "images" / "0.png", stripes(16, True, 0))
+    write_png(tmp_path / "seg" / "masks" / "0.png", np.zeros((8, 8, 1), np.uint8))
+    result = run_dncli("task-train", str(tmp_path / "seg"), "--task", "segment", "-o", str(tmp_path / "m.pt"))
+    assert_clean_error(result, 2, "mask is 8x8")
+    classification_folder(tmp_path / "cls", 2)
+    result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
+                       str(tmp_path / "missing.pt"), "-o", str(tmp_path / "c.pt"))
+    assert_clean_error(result, 1, "missing.pt")
+    result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
+                       str(tiny_weights(3)), "--denoiser", str(tiny_weights(1, "gray.pt")), "-o", str(tmp_path / "c.pt"))
+    assert_clean_error(result, 2, "colour unet3 denoiser")
