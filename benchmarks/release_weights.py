@@ -4,12 +4,15 @@
         [--benchmark benchmarks/results/denoise.json] [--sets CBSD68,Kodak24]
     python benchmarks/release_weights.py dde-rings.pt dde-rings --hardware "..." \
         --benchmark benchmarks/results/dde-toys.json
+    python benchmarks/release_weights.py WORK/task-classify.pt classifier-cifar10 --hardware "..." \
+        --benchmark benchmarks/results/cascade.json
 
 Writes ``weights/NAME.pt`` (the checkpoint without optimizer state, float32) and its entry:
 architecture and options, parameters, training data, steps, wall time, hardware, sha256 and
 size, plus what the architecture is measured by: for the image denoisers MACs per pixel and the
 P1 PSNR/SSIM of a ``benchmarks/denoise.py --json`` run, for density estimators (``dde``) the
-test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run.
+test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run, for task
+networks and cascade-trained denoisers their scores in a ``benchmarks/cascade.py --json`` run.
 """
 from __future__ import annotations
 
@@ -58,7 +61,12 @@ def main() -> None:
         "bytes": target.stat().st_size,
     }
     results = json.loads(args.benchmark.read_text()) if args.benchmark else None
-    measure = density_estimator_details if record["arch"] == "dde" else denoiser_details
+    if record["arch"] == "dde":
+        measure = density_estimator_details
+    elif record["arch"] in TASK_ARCHITECTURES or "cascade" in record.get("meta", {}):
+        measure = cascade_details
+    else:
+        measure = denoiser_details
     entry.update(measure(model, record, results, args))
     if args.notes:
         entry["notes"] = args.notes
@@ -107,6 +115,37 @@ def density_estimator_details(model, record: dict, results: dict | None, args: a
     else:
         metrics = {"mnist": results["mnist"]}
     return {"metrics": metrics, "benchmark": {"device": results["device"], "threads": results["threads"]}}
+
+
+TASK_ARCHITECTURES = {"classifier-cnn": "classify", "segmenter-unet": "segment"}
+METRIC = {"classify": "accuracy", "segment": "miou"}
+
+
+def cascade_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
+    """A task network's clean test score, or a cascade denoiser's task scores and PSNR, from a
+    ``benchmarks/cascade.py`` run; the denoiser's seed picks its column."""
+    if not results:
+        return {}
+    benchmark = {"device": results["device"], "threads": results["threads"], "script": "benchmarks/cascade.py"}
+    if record["arch"] in TASK_ARCHITECTURES:
+        task = TASK_ARCHITECTURES[record["arch"]]
+        clean = results["task_scores"][task]["clean"]
+        metric = METRIC[task]
+        return {"metrics": {"task": task, f"test_{metric}": round(clean, 4)}, "benchmark": benchmark,
+                "summary": f"{task}: clean test {metric} {clean:.3f}"}
+    cascade = record["meta"]["cascade"]
+    task, seed = cascade["task"], results["seeds"].index(cascade["seed"])
+    kind = "cascade" if cascade["lambda"] else "mse"
+    scores = results["task_scores"][task]
+    by_sigma = {s: round(row[kind][seed], 4) for s, row in scores.items() if s != "clean"}
+    psnr = {name: {s: round(row[f"{kind}-{task}-seed{cascade['seed']}"], 3) for s, row in rows.items()}
+            for name, rows in results["psnr"].items()}
+    metric = METRIC[task]
+    return {"macs_per_pixel": macs_per_pixel(model, 3), "benchmark": benchmark,
+            "metrics": {"task": task, f"{metric}_after_denoising": by_sigma,
+                        f"psnr_first_{results['psnr_images']}_images": psnr},
+            "summary": f"{metric} σ25 {by_sigma.get('25', float('nan')):.3f}, "
+                       + ", ".join(f"{n} σ25: {v['25']:.2f}" for n, v in psnr.items() if "25" in v)}
 
 
 if __name__ == "__main__":

@@ -181,3 +181,19 @@ def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights)
     result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
                        str(tiny_weights(3)), "--denoiser", str(tiny_weights(1, "gray.pt")), "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "colour unet3 denoiser")
+
+
+def test_cascade_trains_data_parallel_with_two_cpu_processes(classifier, tmp_path: Path, tiny_weights):
+    import os
+    import subprocess
+    import sys
+
+    root, path, _ = classifier
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541",
+               "-m", "denoise_cli", "cascade-train", str(root / "train"), "--task", "classify",
+               "--task-model", str(path), "--denoiser", str(tiny_weights(3)), "-o", str(tmp_path / "ddp.pt"),
+               "--crop", "16", "--pad", "0", "--batch-size", "2", "--max-steps", "3"]
+    result = subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    record = weights.load_checkpoint(tmp_path / "ddp.pt")
+    assert record["step"] == 3 and record["meta"]["world_size"] == 2

@@ -1,0 +1,247 @@
+"""Benchmark of `dncli cascade-train`: the experiment of Liu et al. (IJCAI 2018) at our scale.
+
+    python benchmarks/cascade_data.py WORK/data          # once: CIFAR-10 and CamVid laid out
+    python benchmarks/cascade.py WORK                    # train what is missing, then measure
+    python benchmarks/cascade.py WORK --seeds 0 --steps 100 --psnr-images 4   # a quick look
+
+Everything trained goes to WORK and is reused when the script runs again: the classifier and
+the segmenter (`dncli task-train` on clean images), and for every seed a cascade denoiser per
+task (`dncli cascade-train --lambda L`) beside its control trained the same way with
+`--lambda 0` (the MSE-only denoiser, same data, steps and seed).  All start from the shipped
+unet3-color.  Then, at every test sigma, with the P1 noise of BENCHMARK.md:
+
+* top-1 accuracy on the CIFAR-10 subset's test split and mIoU on CamVid's test split for
+  (a) clean, (b) noisy, (c0) the shipped denoiser, (c) the MSE-only control, (d) the cascade
+  denoiser, (e) the cascade denoiser trained with the other task;
+* PSNR of the denoisers on the first --psnr-images images of Kodak24 and CBSD68;
+* mean and sample standard deviation over the seeds;
+* speed of the shipped and a cascade-trained denoiser on a 512x512 colour image (same
+  architecture, so the same cost: the cascade is free at inference);
+* a side-by-side crop (noisy, MSE-only, cascade) of a Kodak24 image, `cascade_crops.png`.
+
+Tables are printed as markdown and written to --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from denoise_cli.engine import weights  # noqa: E402
+from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
+from denoise_cli.engine.metrics import psnr, quantize_uint8  # noqa: E402
+from denoise_cli.engine.physics.noise import protocol_noisy  # noqa: E402
+from denoise_cli.engine.training.cascade import denoised_by  # noqa: E402
+from denoise_cli.engine.training.data import load_images  # noqa: E402
+from denoise_cli.engine.training.labelled import load_labelled  # noqa: E402
+from denoise_cli.engine.training.task_networks import protocol_noise, score  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+TASKS = {"classify": ("cifar10", "accuracy"), "segment": ("camvid", "miou")}
+OTHER = {"classify": "segment", "segment": "classify"}
+TASK_RECIPES = {  # dncli task-train options
+    "classify": ["--max-steps", "3000", "--validate-every", "500"],
+    "segment": ["--widths", "16,32,64", "--batch-size", "8", "--max-steps", "2000", "--validate-every", "500"],
+}
+CASCADE_RECIPES = {  # dncli cascade-train options beside --lambda, --seed and --max-steps
+    "classify": ["--batch-size", "16"],
+    "segment": ["--batch-size", "4", "--crop", "96"],
+}
+
+
+def dncli(*args: str, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "denoise_cli", "--quiet", *args, "--threads", str(threads)]
+    print("$ dncli " + " ".join(args), file=sys.stderr)
+    subprocess.run(command, check=True, env=env)
+
+
+def train_all(work: Path, data: Path, args) -> dict[str, Path]:
+    """Every network of the experiment, trained unless WORK already holds it."""
+    files = {}
+    for task, (folder, _) in TASKS.items():
+        path = work / f"task-{task}.pt"
+        if not path.exists():
+            dncli("task-train", str(data / folder / "train"), "--task", task, "-o", str(path),
+                  "--val", str(data / folder / "val"), *TASK_RECIPES[task], threads=args.threads)
+        files[f"task-{task}"] = path
+    for seed in args.seeds:
+        for task, (folder, _) in TASKS.items():
+            for kind, weight in (("mse", 0.0), ("cascade", args.weights[task])):
+                path = work / f"{kind}-{task}-seed{seed}.pt"
+                if not path.exists():
+                    dncli("cascade-train", str(data / folder / "train"), "--task", task,
+                          "--task-model", str(files[f"task-{task}"]), "-o", str(path),
+                          "--sigma", args.train_sigma, "--lambda", str(weight), "--seed", str(seed),
+                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task], threads=args.threads)
+                files[f"{kind}-{task}-seed{seed}"] = path
+    return files
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float], seeds: list[int]) -> dict:
+    """scores[task][sigma][setting] = [value per seed] (one value for seed-free settings)."""
+    device = torch.device("cpu")
+    results: dict = {}
+    for task, (folder, _) in TASKS.items():
+        test = load_labelled(task, data / folder / "test")
+        network = networks[task]
+        results[task] = {"clean": score(network, test, device)}
+        for sigma in sigmas:
+            row = {"noisy": [score(network, test, device, protocol_noise(sigma))],
+                   "shipped": [score(network, test, device, denoised_by(denoisers["shipped"], sigma))]}
+            for label, source in (("mse", task), ("cascade", task), ("transfer", OTHER[task])):
+                kind = "cascade" if label == "transfer" else label
+                row[label] = [score(network, test, device, denoised_by(denoisers[f"{kind}-{source}-seed{s}"], sigma))
+                              for s in seeds]
+            results[task][f"{sigma:g}"] = row
+            print(f"  {task} sigma {sigma:g}: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in row.items()),
+                  file=sys.stderr)
+    return results
+
+
+@torch.no_grad()
+def psnr_scores(denoisers: dict, sigmas: list[float], limit: int) -> dict:
+    """psnr[set][sigma][denoiser name] = mean PSNR over the set's first ``limit`` images."""
+    results: dict = {}
+    for name in ("Kodak24", "CBSD68"):
+        images = load_images([SHARED / "testsets" / name], 3)[:limit]
+        results[name] = {}
+        for sigma in sigmas:
+            noisy = [protocol_noisy(im.astype(np.float32) / 255, sigma, i) for i, im in enumerate(images)]
+            row = {}
+            for label, denoiser in denoisers.items():
+                values = []
+                for image, observed in zip(images, noisy):
+                    x = torch.from_numpy(observed).permute(2, 0, 1)[None]
+                    out = denoiser(x, sigma / 255)[0].permute(1, 2, 0).numpy()
+                    values.append(psnr(quantize_uint8(out), image))
+                row[label] = float(np.mean(values))
+            results[name][f"{sigma:g}"] = row
+    return results
+
+
+def pooled(row: dict, prefix: str, seeds: list[int]) -> list[float]:
+    return [row[f"{prefix}-seed{s}"] for s in seeds]
+
+
+@torch.no_grad()
+def speed(denoiser: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
+    x = torch.rand(1, 3, size, size)
+    denoiser(x, 0.1)
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        denoiser(x, 0.1)
+        timings.append(time.perf_counter() - start)
+    return size * size / 1e6 / float(np.median(timings))
+
+
+@torch.no_grad()
+def crops_figure(denoisers: dict, path: Path, seed: int, sigma: float = 25.0, image_index: int = 4) -> None:
+    """Noisy | MSE-only | cascade (classification) | cascade (segmentation): a 128x128 crop each."""
+    import imageio.v3 as iio
+
+    image = load_images([SHARED / "testsets" / "Kodak24"], 3)[image_index]
+    noisy = protocol_noisy(image.astype(np.float32) / 255, sigma, image_index)
+    x = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+    top, left, side = 180, 180, 128
+    panels = [quantize_uint8(noisy)]
+    for name in (f"mse-classify-seed{seed}", f"cascade-classify-seed{seed}", f"cascade-segment-seed{seed}"):
+        panels.append(quantize_uint8(denoisers[name](x, sigma / 255)[0].permute(1, 2, 0).numpy()))
+    gap = np.full((side, 4, 3), 255, np.uint8)
+    row = []
+    for panel in panels:
+        row += [np.ascontiguousarray(panel[top:top + side, left:left + side]), gap]
+    iio.imwrite(path, np.concatenate(row[:-1], axis=1))
+
+
+def markdown(results: dict, seeds: list[int]) -> str:
+    lines = [f"## Task scores (mean ± std over seeds {', '.join(map(str, seeds))})\n"]
+    names = {"noisy": "(b) noisy", "shipped": "(c0) shipped unet3-color", "mse": "(c) MSE-only",
+             "cascade": "(d) cascade", "transfer": "(e) other task's cascade"}
+    for task, (_, metric) in TASKS.items():
+        scores = results["task_scores"][task]
+        sigmas = [k for k in scores if k != "clean"]
+        lines.append(f"\n### {task} ({metric}; (a) clean {scores['clean']:.4f})\n")
+        lines.append("| setting | " + " | ".join(f"sigma {s}" for s in sigmas) + " |")
+        lines.append("|---" * (len(sigmas) + 1) + "|")
+        for key, label in names.items():
+            cells = []
+            for s in sigmas:
+                mean, spread = mean_spread(scores[s][key])
+                cells.append(f"{mean:.4f}" + (f" ± {spread:.4f}" if len(scores[s][key]) > 1 else ""))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("\n## PSNR of the denoisers (dB, first "
+                 f"{results['psnr_images']} images of each set; mean ± std over seeds)\n")
+    for name, by_sigma in results["psnr"].items():
+        sigmas = list(by_sigma)
+        lines.append(f"\n### {name}\n")
+        lines.append("| denoiser | " + " | ".join(f"sigma {s}" for s in sigmas) + " |")
+        lines.append("|---" * (len(sigmas) + 1) + "|")
+        lines.append("| shipped unet3-color | " + " | ".join(f"{by_sigma[s]['shipped']:.2f}" for s in sigmas) + " |")
+        for prefix in ("mse-classify", "cascade-classify", "mse-segment", "cascade-segment"):
+            cells = ["{:.2f} ± {:.2f}".format(*mean_spread(pooled(by_sigma[s], prefix, seeds))) for s in sigmas]
+            lines.append(f"| {prefix} | " + " | ".join(cells) + " |")
+    cost = results["cost"]
+    lines.append(f"\n## Cost\n\nMACs per pixel {cost['macs_per_pixel']:.0f} for every denoiser (one "
+                 f"architecture). Speed on a 512x512 colour image, {cost['threads']} CPU thread(s): shipped "
+                 f"{cost['shipped_mp_per_s']:.3f} MP/s, cascade-trained {cost['cascade_mp_per_s']:.3f} MP/s.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("work", type=Path, help="folder for the trained networks (reused when present)")
+    parser.add_argument("--data", type=Path, help="output of cascade_data.py [default: WORK/data]")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=300, help="cascade-train steps per denoiser")
+    parser.add_argument("--train-sigma", default="10,55", help="--sigma of cascade-train")
+    parser.add_argument("--lambda-classify", type=float, default=0.003)
+    parser.add_argument("--lambda-segment", type=float, default=0.003)
+    parser.add_argument("--sigmas", default="15,25,50")
+    parser.add_argument("--psnr-images", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--figure", type=Path, help="side-by-side crops PNG")
+    args = parser.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.weights = {"classify": args.lambda_classify, "segment": args.lambda_segment}
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    data = args.data or args.work / "data"
+    torch.set_num_threads(args.threads)
+
+    files = train_all(args.work, data, args)
+    networks = {task: weights.load_model(files[f"task-{task}"]) for task in TASKS}
+    denoisers = {"shipped": weights.load_shipped("unet3-color")}
+    denoisers.update({name: weights.load_model(path) for name, path in files.items() if not name.startswith("task-")})
+    results = {"device": "cpu", "threads": args.threads, "seeds": args.seeds, "steps": args.steps,
+               "train_sigma": args.train_sigma, "lambda": args.weights, "psnr_images": args.psnr_images,
+               "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds),
+               "psnr": psnr_scores(denoisers, sigmas, args.psnr_images),
+               "cost": {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,
+                        "shipped_mp_per_s": speed(denoisers["shipped"]),
+                        "cascade_mp_per_s": speed(denoisers[f"cascade-classify-seed{args.seeds[0]}"])}}
+    table = markdown(results, args.seeds)
+    print(table)
+    if args.figure:
+        crops_figure(denoisers, args.figure, args.seeds[0])
+    if args.json:
+        args.json.write_text(json.dumps({**results, "markdown": table}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
