@@ -197,3 +197,11 @@ def test_cascade_trains_data_parallel_with_two_cpu_processes(classifier, tmp_pat
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     record = weights.load_checkpoint(tmp_path / "ddp.pt")
     assert record["step"] == 3 and record["meta"]["world_size"] == 2
+
+
+def test_denoise_refuses_a_task_network(classifier, tmp_path: Path):
+    _, path, _ = classifier
+    image = write_png(tmp_path / "n.png", stripes(16, True, 3))
+    result = run_dncli("denoise", str(image), "-s", "25", "--weights", str(path), "-o", str(tmp_path / "d.png"))
+    assert_clean_error(result, 2, "not a denoiser")
+    assert not (tmp_path / "d.png").exists()

@@ -73,6 +73,9 @@ def command(
                 network = weight_files.load_model(weights)
             else:
                 network = weight_files.load_shipped(model or SHIPPED[channels])
+            if getattr(network, "task", None):
+                raise UsageError(f"{weights or model} is a task network (--task {network.task}), not a denoiser "
+                                 "(it goes behind one: 'dncli cascade-train --task-model')")
             runners[channels] = Runner(network, torch_device, precision, tile)
         return runners[channels]
 

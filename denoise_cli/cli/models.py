@@ -19,6 +19,7 @@ def command(json_output: Json = False) -> int:
     if not entries:
         print(f"no shipped models in {weights_dir()}")
         return 0
+    name_width = max(map(len, entries))
     for name, entry in sorted(entries.items()):
         psnr = entry.get("metrics", {}).get("psnr", {})
         summary = ", ".join(f"{s} σ{sig}: {v:.2f}" for s, by_sigma in psnr.items() for sig, v in by_sigma.items()
@@ -29,5 +30,5 @@ def command(json_output: Json = False) -> int:
         elif likelihood:  # a density estimator: its test log-likelihood instead of PSNR
             summary = f"test log-likelihood {likelihood['dde']['mean']:.3f} nats"
         cost = f"{entry['macs_per_pixel'] / 1e3:.0f} k MAC/px  " if "macs_per_pixel" in entry else ""
-        print(f"{name:<17} {entry['arch']:<14} {entry.get('parameters', 0) / 1e6:.2f} M params  {cost}{summary}")
+        print(f"{name:<{name_width}}  {entry['arch']:<14} {entry.get('parameters', 0) / 1e6:.2f} M params  {cost}{summary}")
     return 0

@@ -38,6 +38,8 @@ def conv_bn_relu(inputs: int, outputs: int) -> list[nn.Module]:
 class ConvClassifier(nn.Module):
     """``forward(x)``: ``x`` is ``[B, C, H, W]`` in [0, 1]; returns ``[B, classes]`` logits."""
 
+    task = "classify"  # a task network, not a denoiser
+
     def __init__(self, config: ClassifierConfig = ClassifierConfig()) -> None:
         super().__init__()
         self.config = config

@@ -39,6 +39,8 @@ def _double(inputs: int, outputs: int) -> nn.Sequential:
 class UNetSegmenter(nn.Module):
     """``forward(x)``: ``x`` is ``[B, C, H, W]`` in [0, 1]; returns ``[B, classes, H, W]`` logits."""
 
+    task = "segment"  # a task network, not a denoiser
+
     def __init__(self, config: SegmenterConfig = SegmenterConfig()) -> None:
         super().__init__()
         self.config = config

@@ -95,7 +95,7 @@ class LabelledSampler:
     """Random crops of ``crop`` pixels with a random horizontal flip, as ``(images, targets)``:
     images float ``[B, C, crop, crop]`` in [0, 1]; targets int64 ``[B]`` or ``[B, crop, crop]``.
 
-    Classification images are first padded by reflection by ``pad`` pixels (the usual CIFAR
+    Classification images are first padded by edge replication by ``pad`` pixels (the usual CIFAR
     augmentation); images smaller than ``crop`` are padded up to it (masks with the ignore label).
     """
 
