@@ -44,6 +44,16 @@ def run_dncli(*args: str, input: bytes | None = None, env: dict | None = None,
                           env=full_env, cwd=cwd, timeout=300)
 
 
+def free_port() -> str:
+    """A TCP port nobody listens on now, for a torchrun rendezvous: fixed ports collide when
+    test runs overlap."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
     stderr = result.stderr.decode()
     assert result.returncode == code, stderr

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_clean_error, run_dncli
+from conftest import assert_clean_error, free_port, run_dncli
 from denoise_cli.engine import registry, weights
 from denoise_cli.engine.algorithms import sampling
 from denoise_cli.engine.training.dde import DDEObjective, DDESchedule, DDETraining
@@ -309,7 +309,7 @@ def test_usage_errors(tmp_path: Path, tiny_weights):
 
 def test_distributed_dde_training_with_two_cpu_processes(tmp_path: Path):
     # Several parameter groups, one of them idle on most steps: DDP must be told to expect that.
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port(),
                "-m", "denoise_cli", "dde-train", "toy:rings", "-o", str(tmp_path / "ddp.pt"), "--max-steps", "4",
                "--gen-every", "2", "--validate-every", "0", *TINY_CLI]
     result = subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})

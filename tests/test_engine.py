@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, run_dncli, synthetic_image, write_png
+from conftest import TINY, free_port, run_dncli, synthetic_image, write_png
 from denoise_cli.engine import registry, weights
 from denoise_cli.engine.inference import Runner
 from denoise_cli.engine.metrics import compare, psnr, ssim
@@ -162,7 +162,7 @@ def test_trained_file_is_usable_weights(tmp_path: Path):
 def test_distributed_training_with_two_cpu_processes(tmp_path: Path):
     for index in range(4):
         write_png(tmp_path / "data" / f"{index}.png", synthetic_image(48, 48, 3, index))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port(),
                "-m", "denoise_cli", "train", str(tmp_path / "data"), "-o", str(tmp_path / "ddp.pt"),
                "--patch", "32", "--batch-size", "2", "--widths", "8,8,8", "--blocks", "1,1,1", "--max-steps", "4"]
     result = subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})

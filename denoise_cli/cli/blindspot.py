@@ -80,7 +80,7 @@ def command(
         raise UsageError("--patch must be at least 16")
     if val_noisy is not None and val is None:
         raise UsageError("--val-noisy needs --val (the clean references)")
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     if resume:
         record = weights.load_checkpoint(output)

@@ -78,7 +78,7 @@ def command(
     except json.JSONDecodeError as exc:
         raise UsageError(f"--task-options is not JSON: {exc.msg}") from None
     crop, pad = training.crop_and_pad(task, crop, pad)
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     network = weights.load_network(task_model, task_arch, options)
     record = weights.load_checkpoint(output if resume else weights.resolve(denoiser))

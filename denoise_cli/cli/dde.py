@@ -121,7 +121,7 @@ def train_command(
         raise UsageError("--channels must be 1 or 3")
     if size is not None and size < 4:
         raise UsageError("--size must be at least 4")
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     try:
         dataset = load_data(data, size, channels, parse_subset(subset))

@@ -70,7 +70,7 @@ def command(
         raise UsageError("--patch must be at least 16 pixels")
     if layers < 2 or width < 1:
         raise UsageError("--layers must be at least 2 and --width at least 1")
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     options = {"channels": channels, "depth": layers, "width": width, "sigma_r": level}
     if resume:

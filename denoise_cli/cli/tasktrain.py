@@ -56,7 +56,7 @@ def command(
     if task not in ARCHITECTURE:
         raise UsageError(f"--task {task!r}: use classify or segment")
     crop, pad = training.crop_and_pad(task, crop, pad)
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
     train_data = training.labelled(task, data)
     validation = training.labelled(task, val) if val else None
     options = {"classes": train_data.classes, "widths": training.numbers(widths, 3, "--widths", int)}

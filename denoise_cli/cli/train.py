@@ -59,7 +59,7 @@ def command(
         raise UsageError("--channels must be 1 or 3")
     if patch < 16 or patch % 4:
         raise UsageError("--patch must be a multiple of 4, at least 16")
-    torch_device = training.prepare(output, resume, device, threads, precision)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),
                "encoder_blocks": training.numbers(blocks, 3, "--blocks", int)[:2],

@@ -11,10 +11,13 @@ from ..errors import UsageError
 from . import console
 
 
-def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str):
+def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str, seed: int):
     """Check that --output can be written (or, with --resume, continued) and return this
     process's torch device (its own GPU under torchrun), with --threads applied and --precision
-    checked before any work."""
+    checked before any work.  Seeds torch with --seed, so that a new network's initial weights
+    (and dropout) are the same in every run: the trainer seeds the batches itself."""
+    import torch
+
     from ..engine import device as devices
     from ..engine.training import ddp
 
@@ -25,6 +28,7 @@ def prepare(output: Path, resume: bool, device: str | None, threads: int | None,
     torch_device = ddp.local_device(devices.select_device(device))
     devices.configure_threads(threads)
     devices.autocast(torch_device, precision)  # validates the name
+    torch.manual_seed(seed)
     return torch_device
 
 
