@@ -23,7 +23,8 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import Device, Json, Seed, Threads
+from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Seed, Threads,
+    ValidateEvery)
 
 NAME = "blindspot-train"
 NO_ARGS_IS_HELP = True
@@ -48,9 +49,9 @@ def command(
         "--head", help="Comma-separated hidden widths of the 1x1 head [default: of --arch].")] = None,
     patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels.")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 16,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 100000,
-    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 3e-4,
+    max_steps: MaxSteps = 100000,
+    max_time: MaxTime = None,
+    learning_rate: LearningRate = 3e-4,
     val: Annotated[Optional[Path], typer.Option(
         "--val", help="Clean validation image or directory (PSNR is reported, never trained on).")] = None,
     val_noisy: Annotated[Optional[Path], typer.Option(
@@ -58,8 +59,8 @@ def command(
     val_sigma: Annotated[Optional[float], typer.Option(
         "--val-sigma", help="Noise level of --val [default: --sigma, else 25]; a learned-level model "
                             "validates with its own estimate.")] = None,
-    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
-    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    validate_every: ValidateEvery = 1000,
+    checkpoint_every: CheckpointEvery = 300.0,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the checkpoint in --output (its architecture and noise mode are kept).")] = False,
     seed: Seed = 0,

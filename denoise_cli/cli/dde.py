@@ -12,7 +12,7 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import Device, Json, Seed, Threads
+from .options import CheckpointEvery, Device, Json, MaxTime, Seed, Threads, ValidateEvery
 
 # Shipped DDE models: what users type -> the manifest entry.
 SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
@@ -75,15 +75,15 @@ def train_command(
     ] = None,
     val_subset: Annotated[Optional[str], typer.Option(
         "--val-subset", metavar="START:STOP", help="Samples of --val to use, e.g. 8000:10000.")] = None,
-    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
+    validate_every: ValidateEvery = 1000,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Samples per step and process [default: 512 vectors, 100 images].")] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Total steps (sets the schedules).")] = 10000,
-    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
+    max_time: MaxTime = None,
     learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam for the DDEs.")] = 1e-3,
     gen_lr: Annotated[Optional[float], typer.Option(
         "--gen-lr", help="Peak learning rate of the generator [default: --lr].")] = None,
-    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
+    checkpoint_every: CheckpointEvery = 300.0,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="2-D data: write a PNG of data, density and generator samples side by side.")] = None,
     resume: Annotated[bool, typer.Option(

@@ -120,8 +120,10 @@ def command(
         if channels not in denoisers:
             if user_model is not None:
                 network = user_model
+            elif prior == "map":
+                network = weight_files.load_shipped(_shipped_map(channels))
             else:
-                network = weight_files.load_shipped((SHIPPED_MAP if prior == "map" else SHIPPED_MMSE)[channels])
+                network = weight_files.load_shipped(SHIPPED_MMSE[channels])
             denoisers[channels] = Runner(network, torch_device, precision)
         return denoisers[channels]
 
@@ -171,3 +173,17 @@ def _iterate_writer(directory: Path, job, image):
         write_image(image.with_color(pixels), directory / f"{stem}_{iteration:03d}.png", "png", "8")
 
     return write
+
+
+def _shipped_map(channels: int) -> str:
+    """The shipped MAP pair for the image's channels, else the other one, which the engine
+    applies plane by plane (gray on each colour channel, colour on a gray image seen as RGB)."""
+    from ..engine.weights import manifest
+
+    shipped = manifest()
+    if SHIPPED_MAP[channels] in shipped:
+        return SHIPPED_MAP[channels]
+    other = SHIPPED_MAP[4 - channels]
+    console.warn(f"no {SHIPPED_MAP[channels]} model ships; using {other} "
+                 f"{'on each colour channel' if channels == 3 else 'on the gray image seen as RGB'}")
+    return other

@@ -16,7 +16,8 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import Device, Json, Precision, Seed, Threads
+from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Precision, Resume,
+    Seed, Threads, ValidateEvery)
 
 NAME = "map-train"
 NO_ARGS_IS_HELP = True
@@ -37,14 +38,14 @@ def command(
     val: Annotated[Optional[Path], typer.Option("--val", help="Directory of clean validation images.")] = None,
     patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels.")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 128,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 100000,
-    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 1e-4,
+    max_steps: MaxSteps = 100000,
+    max_time: MaxTime = None,
+    learning_rate: LearningRate = 1e-4,
     layers: Annotated[int, typer.Option("--layers", help="3x3 convolution layers of each network.")] = 17,
     width: Annotated[int, typer.Option("--width", help="Feature channels of each network.")] = 64,
-    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 1000,
-    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    validate_every: ValidateEvery = 1000,
+    checkpoint_every: CheckpointEvery = 300.0,
+    resume: Resume = False,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,

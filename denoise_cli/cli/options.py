@@ -35,6 +35,19 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="Same-size images p
 Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
+# The trainers' options (each command sets its own defaults).
+MaxSteps = Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")]
+MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")]
+ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Steps between validations.")]
+CheckpointEvery = Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")]
+LabelledTask = Annotated[str, typer.Option("--task", help="classify or segment.")]
+Crop = Annotated[Optional[int], typer.Option(
+    "--crop", help="Training crop side in pixels [default: 32 classify, 128 segment].")]
+Pad = Annotated[Optional[int], typer.Option(
+    "--pad", help="Pixels of padding before cropping [default: 4 classify, 0 segment].")]
+
 
 def parse_sigma(text: str) -> float | None:
     """A ``--sigma`` value: a noise level on the 0..255 scale, or None for 'auto'."""

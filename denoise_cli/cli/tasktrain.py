@@ -16,7 +16,8 @@ import typer
 
 from ..errors import UsageError
 from . import training
-from .options import Device, Json, Precision, Seed, Threads
+from .options import (CheckpointEvery, Crop, Device, Json, LabelledTask, LearningRate, MaxSteps, MaxTime,
+    Pad, Precision, Resume, Seed, Threads, ValidateEvery)
 
 NAME = "task-train"
 NO_ARGS_IS_HELP = True
@@ -25,21 +26,19 @@ ARCHITECTURE = {"classify": "classifier-cnn", "segment": "segmenter-unet"}
 
 def command(
     data: Annotated[Path, typer.Argument(help="Directory of labelled training images (layout: see above).")],
-    task: Annotated[str, typer.Option("--task", help="classify or segment.")],
+    task: LabelledTask,
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
     val: Annotated[Optional[Path], typer.Option("--val", help="Directory of labelled validation images.")] = None,
     widths: Annotated[str, typer.Option("--widths", help="Channels of the three stages / scales.")] = "32,64,128",
-    crop: Annotated[Optional[int], typer.Option(
-        "--crop", help="Training crop side in pixels [default: 32 classify, 128 segment].")] = None,
-    pad: Annotated[Optional[int], typer.Option(
-        "--pad", help="Pixels of padding before cropping [default: 4 classify, 0 segment].")] = None,
+    crop: Crop = None,
+    pad: Pad = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step and process.")] = 64,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 5000,
-    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 2e-3,
-    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 500,
-    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    max_steps: MaxSteps = 5000,
+    max_time: MaxTime = None,
+    learning_rate: LearningRate = 2e-3,
+    validate_every: ValidateEvery = 500,
+    checkpoint_every: CheckpointEvery = 300.0,
+    resume: Resume = False,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,

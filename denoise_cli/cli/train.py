@@ -15,7 +15,8 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import Device, Json, Precision, Seed, Threads
+from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Precision, Resume,
+    Seed, Threads, ValidateEvery)
 
 NAME = "train"
 NO_ARGS_IS_HELP = True
@@ -30,15 +31,15 @@ def command(
     sigma_range: Annotated[str, typer.Option("--sigma-range", help="LOW,HIGH noise levels to train for.")] = "0,75",
     patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels (a multiple of 4).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 16,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Total optimiser steps (sets the schedule).")] = 10000,
-    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Stop after this many seconds.")] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 5e-4,
+    max_steps: MaxSteps = 10000,
+    max_time: MaxTime = None,
+    learning_rate: LearningRate = 5e-4,
     loss: Annotated[str, typer.Option("--loss", help="l1 or l2.")] = "l1",
     widths: Annotated[str, typer.Option("--widths", help="Channels at scales 1,2,3.")] = "64,128,192",
     blocks: Annotated[str, typer.Option("--blocks", help="Bottleneck blocks: encoder 2, encoder 3, decoder 2.")] = "2,4,1",
-    validate_every: Annotated[int, typer.Option("--validate-every", help="Steps between validations.")] = 500,
-    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")] = 300.0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    validate_every: ValidateEvery = 500,
+    checkpoint_every: CheckpointEvery = 300.0,
+    resume: Resume = False,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
