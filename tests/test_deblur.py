@@ -18,6 +18,7 @@ from denoise_cli.engine import registry, weights
 from denoise_cli.engine.algorithms import pnp
 from denoise_cli.engine.metrics import psnr
 from denoise_cli.engine.physics.blur import blur, parse_kernel
+from denoise_cli.imgio.codec import read_image
 
 TINY_MAP = {"depth": 3, "width": 8, "sigma_r": 7.0}
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # these small tensors run several times slower split over busy cores
@@ -294,3 +295,17 @@ def test_deblur_map_prior_needs_weights(tmp_path: Path, tiny_weights):
     result = run_dncli("deblur", str(source), "-k", "box:3", "--prior", "map", "--weights", str(tiny_weights(1)),
                        "-o", str(tmp_path / "o.png"))
     assert_clean_error(result, 2, "--prior mmse")
+
+
+def test_deblur_map_prior_uses_the_gray_pair_on_colour_when_only_it_ships(tmp_path: Path):
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    pair = _tiny_map_weights(shipped / "map-gray.pt", channels=1)
+    manifest = {"map-gray": {"file": pair.name, "sha256": weights.sha256_file(pair), "arch": "map-denoiser"}}
+    (shipped / "manifest.json").write_text(json.dumps({"models": manifest}))
+    source = write_png(tmp_path / "in.png", synthetic_image(32, 32, 3))
+    result = run_dncli("deblur", str(source), "-k", "box:3", "-s", "1", "--prior", "map", "--iters", "2",
+                       "-o", str(tmp_path / "out.png"), env={"DNCLI_WEIGHTS_DIR": str(shipped), **ONE_THREAD})
+    assert result.returncode == 0, result.stderr.decode()
+    assert "using map-gray on each colour channel" in result.stderr.decode()
+    assert read_image(tmp_path / "out.png").pixels.shape == (32, 32, 3)

@@ -29,13 +29,28 @@ def test_manifest_lists_a_gray_and_a_colour_model_that_verify():
         assert weights.load_model(path).config.channels == channels
 
 
-@pytest.mark.parametrize("example, sigma, gain", [("astronaut.png", 25, 6.0), ("camera.png", 15, 4.0)])
-def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: int, gain: float):
+def test_every_shipped_model_verifies_and_loads():
+    from denoise_cli.engine import weights
+
+    entries = weights.manifest(ROOT / "weights")
+    for name, entry in entries.items():
+        model = weights.load_model(weights.verify(name, ROOT / "weights"))
+        assert model.arch_name == entry["arch"], name
+        assert entry["training"]["steps"] > 0 and entry["training"]["hardware"], name
+
+
+@pytest.mark.parametrize("example, sigma, gain, model", [
+    ("astronaut.png", 25, 6.0, None),
+    ("camera.png", 15, 4.0, None),
+    ("astronaut.png", 25, 6.0, "unet3-color-cascade-classify"),
+])
+def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: int, gain: float, model: str | None):
     clean = EXAMPLES / example
     noisy, denoised = tmp_path / "noisy.tif", tmp_path / "denoised.png"
     made = run_dncli("degrade", str(clean), "--noise", f"gaussian:{sigma}", "--seed", "0", "-o", str(noisy))
     assert made.returncode == 0, made.stderr.decode()
-    run = run_dncli("denoise", str(noisy), "-s", str(sigma), "-o", str(denoised), "--depth", "8")
+    chosen = ["--model", model] if model else []
+    run = run_dncli("denoise", str(noisy), "-s", str(sigma), "-o", str(denoised), "--depth", "8", *chosen)
     assert run.returncode == 0, run.stderr.decode()
 
     def score(path: Path) -> float:
