@@ -105,8 +105,8 @@ def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float]
                    "shipped": [score(network, test, device, denoised_by(denoisers["shipped"], sigma))]}
             for label, source in (("mse", task), ("cascade", task), ("transfer", OTHER[task])):
                 kind = "cascade" if label == "transfer" else label
-                row[label] = [score(network, test, device, denoised_by(denoisers[f"{kind}-{source}-seed{s}"], sigma))
-                              for s in seeds]
+                chosen = [denoisers[f"{kind}-{source}-seed{s}"] for s in seeds]
+                row[label] = [score(network, test, device, denoised_by(d, sigma)) for d in chosen]
             results[task][f"{sigma:g}"] = row
             print(f"  {task} sigma {sigma:g}: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in row.items()),
                   file=sys.stderr)
@@ -192,7 +192,8 @@ def markdown(results: dict, seeds: list[int]) -> str:
         lines.append(f"\n### {name}\n")
         lines.append("| denoiser | " + " | ".join(f"sigma {s}" for s in sigmas) + " |")
         lines.append("|---" * (len(sigmas) + 1) + "|")
-        lines.append("| shipped unet3-color | " + " | ".join(f"{by_sigma[s]['shipped']:.2f}" for s in sigmas) + " |")
+        shipped = " | ".join(f"{by_sigma[s]['shipped']:.2f}" for s in sigmas)
+        lines.append(f"| shipped unet3-color | {shipped} |")
         for prefix in ("mse-classify", "cascade-classify", "mse-segment", "cascade-segment"):
             cells = ["{:.2f} ± {:.2f}".format(*mean_spread(pooled(by_sigma[s], prefix, seeds))) for s in sigmas]
             lines.append(f"| {prefix} | " + " | ".join(cells) + " |")
@@ -227,7 +228,8 @@ def main() -> None:
     files = train_all(args.work, data, args)
     networks = {task: weights.load_model(files[f"task-{task}"]) for task in TASKS}
     denoisers = {"shipped": weights.load_shipped("unet3-color")}
-    denoisers.update({name: weights.load_model(path) for name, path in files.items() if not name.startswith("task-")})
+    denoisers.update({name: weights.load_model(path) for name, path in files.items()
+                      if not name.startswith("task-")})
     results = {"device": "cpu", "threads": args.threads, "seeds": args.seeds, "steps": args.steps,
                "train_sigma": args.train_sigma, "lambda": args.weights, "psnr_images": args.psnr_images,
                "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds),

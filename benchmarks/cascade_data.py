@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
-    cifar = lay_out_cifar(args.shared / "classification/cifar10_subset/cifar10_subset_jpg.zip", args.output / "cifar10")
+    archive = args.shared / "classification/cifar10_subset/cifar10_subset_jpg.zip"
+    cifar = lay_out_cifar(archive, args.output / "cifar10")
     camvid = lay_out_camvid(args.shared / "segmentation/camvid_subset", args.output / "camvid")
     print(f"{cifar} CIFAR-10 images and {camvid} CamVid pairs under {args.output}")
 
