@@ -4,8 +4,9 @@ The frozen task network (--task-model) is put behind the denoiser (--denoiser, t
 weights) and only the denoiser is updated, on the per-pixel mean squared error plus --lambda
 times the task's cross-entropy (per image, or per labelled pixel). Gaussian noise of a level
 drawn from --sigma is added on the fly to the clean labelled images of DATA (the layouts of
-'dncli task-train'). --task-model is a shipped name, a dncli weights file, a TorchScript
-archive, or a plain state dict with --task-arch (and --task-options); it takes RGB in [0, 1].
+'dncli task-train'). --task-model is a shipped name, a dncli weights file, a torch.export
+program (.pt2) or TorchScript file, or a plain state dict with --task-arch (and --task-options);
+it takes RGB in [0, 1] and returns logits (or torchvision's {"out": logits}).
 The output is an ordinary denoiser weights file (and checkpoint: --resume continues it) for
 'dncli denoise --weights'. --lambda 0 trains the MSE-only control on the same data.
 """
@@ -37,7 +38,8 @@ def command(
         "--sigma", help="Noise level to train for, or LOW,HIGH to draw one per image (0..255).")] = "25",
     weight: Annotated[float, typer.Option("--lambda", help="Weight of the task loss against the MSE.")] = 0.003,
     task_arch: Annotated[Optional[str], typer.Option(
-        "--task-arch", help="Built-in architecture of a --task-model state dict (see 'dncli models').")] = None,
+        "--task-arch",
+        help="Built-in architecture of a --task-model state dict: classifier-cnn or segmenter-unet.")] = None,
     task_options: Annotated[str, typer.Option(
         "--task-options", help="JSON options of --task-arch, e.g. '{\"classes\": 20}'.")] = "{}",
     val: Annotated[Optional[Path], typer.Option("--val", help="Directory of labelled validation images.")] = None,
@@ -88,8 +90,9 @@ def command(
     validation = training.labelled(task, val) if val else None
     cascade = CascadeTraining(network, LabelledSampler(train_data, crop, pad), (low, high), weight,
                               torch_device, validation, val_sigma)
-    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
-                         warmup_steps=min(200, max_steps // 10), validate_every=validate_every if val else 0,
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size,
+                         learning_rate=learning_rate, warmup_steps=min(200, max_steps // 10),
+                         validate_every=validate_every if val else 0,
                          checkpoint_every=checkpoint_every, seed=seed, precision=precision)
     meta = {**record.get("meta", {}),
             "cascade": {"task": task, "task_model": task_model, "lambda": weight, "sigma_range": [low, high],

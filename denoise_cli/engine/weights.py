@@ -213,7 +213,7 @@ def load_network(spec: str, arch: str | None = None, options: dict | None = None
                 network = torch.jit.load(str(path), map_location="cpu")
         except (RuntimeError, ValueError, KeyError) as exc:
             raise WeightsError(f"{path}: not a loadable {kind} program ({exc.__class__.__name__})") from None
-        return _FirstOutput(network)
+        return _FirstOutput(network).eval()
     if arch is None:
         return load_model(path)
     try:
