@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +36,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from denoise import quality, speed  # noqa: E402  (benchmarks/denoise.py, beside this script)
 from denoise_cli.engine import weights  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
-from denoise_cli.engine.metrics import psnr, quantize_uint8  # noqa: E402
+from denoise_cli.engine.inference import Runner  # noqa: E402
+from denoise_cli.engine.metrics import quantize_uint8  # noqa: E402
 from denoise_cli.engine.physics.noise import protocol_noisy  # noqa: E402
 from denoise_cli.engine.training.cascade import denoised_by  # noqa: E402
 from denoise_cli.engine.training.data import load_images  # noqa: E402
@@ -47,6 +48,7 @@ from denoise_cli.engine.training.labelled import load_labelled  # noqa: E402
 from denoise_cli.engine.training.task_networks import protocol_noise, score  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+CPU = torch.device("cpu")
 TASKS = {"classify": ("cifar10", "accuracy"), "segment": ("camvid", "miou")}
 OTHER = {"classify": "segment", "segment": "classify"}
 TASK_RECIPES = {  # dncli task-train options
@@ -94,60 +96,39 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 
 def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float], seeds: list[int]) -> dict:
     """scores[task][sigma][setting] = [value per seed] (one value for seed-free settings)."""
-    device = torch.device("cpu")
     results: dict = {}
     for task, (folder, _) in TASKS.items():
         test = load_labelled(task, data / folder / "test")
         network = networks[task]
-        results[task] = {"clean": score(network, test, device)}
+        results[task] = {"clean": score(network, test, CPU)}
         for sigma in sigmas:
-            row = {"noisy": [score(network, test, device, protocol_noise(sigma))],
-                   "shipped": [score(network, test, device, denoised_by(denoisers["shipped"], sigma))]}
+            row = {"noisy": [score(network, test, CPU, protocol_noise(sigma))],
+                   "shipped": [score(network, test, CPU, denoised_by(denoisers["shipped"], sigma))]}
             for label, source in (("mse", task), ("cascade", task), ("transfer", OTHER[task])):
                 kind = "cascade" if label == "transfer" else label
                 chosen = [denoisers[f"{kind}-{source}-seed{s}"] for s in seeds]
-                row[label] = [score(network, test, device, denoised_by(d, sigma)) for d in chosen]
+                row[label] = [score(network, test, CPU, denoised_by(d, sigma)) for d in chosen]
             results[task][f"{sigma:g}"] = row
             print(f"  {task} sigma {sigma:g}: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in row.items()),
                   file=sys.stderr)
     return results
 
 
-@torch.no_grad()
 def psnr_scores(denoisers: dict, sigmas: list[float], limit: int) -> dict:
-    """psnr[set][sigma][denoiser name] = mean PSNR over the set's first ``limit`` images."""
+    """psnr[set][sigma][denoiser name] = mean PSNR over the set's first ``limit`` images (the P1
+    measurement of benchmarks/denoise.py)."""
+    runners = {label: Runner(denoiser, CPU) for label, denoiser in denoisers.items()}
     results: dict = {}
     for name in ("Kodak24", "CBSD68"):
-        images = load_images([SHARED / "testsets" / name], 3)[:limit]
-        results[name] = {}
-        for sigma in sigmas:
-            noisy = [protocol_noisy(im.astype(np.float32) / 255, sigma, i) for i, im in enumerate(images)]
-            row = {}
-            for label, denoiser in denoisers.items():
-                values = []
-                for image, observed in zip(images, noisy):
-                    x = torch.from_numpy(observed).permute(2, 0, 1)[None]
-                    out = denoiser(x, sigma / 255)[0].permute(1, 2, 0).numpy()
-                    values.append(psnr(quantize_uint8(out), image))
-                row[label] = float(np.mean(values))
-            results[name][f"{sigma:g}"] = row
+        by_denoiser = {label: quality(runner, SHARED / "testsets" / name, sigmas, limit)
+                       for label, runner in runners.items()}
+        results[name] = {f"{sigma:g}": {label: scores[sigma]["psnr"] for label, scores in by_denoiser.items()}
+                         for sigma in sigmas}
     return results
 
 
 def pooled(row: dict, prefix: str, seeds: list[int]) -> list[float]:
     return [row[f"{prefix}-seed{s}"] for s in seeds]
-
-
-@torch.no_grad()
-def speed(denoiser: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
-    x = torch.rand(1, 3, size, size)
-    denoiser(x, 0.1)
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        denoiser(x, 0.1)
-        timings.append(time.perf_counter() - start)
-    return size * size / 1e6 / float(np.median(timings))
 
 
 @torch.no_grad()
@@ -235,8 +216,9 @@ def main() -> None:
                "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds),
                "psnr": psnr_scores(denoisers, sigmas, args.psnr_images),
                "cost": {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,
-                        "shipped_mp_per_s": speed(denoisers["shipped"]),
-                        "cascade_mp_per_s": speed(denoisers[f"cascade-classify-seed{args.seeds[0]}"])}}
+                        "shipped_mp_per_s": speed(Runner(denoisers["shipped"], CPU), 3, 512),
+                        "cascade_mp_per_s": speed(Runner(denoisers[f"cascade-classify-seed{args.seeds[0]}"], CPU),
+                                                  3, 512)}}
     table = markdown(results, args.seeds)
     print(table)
     if args.figure:

@@ -66,19 +66,14 @@ def command(
     from ..engine.training.labelled import LabelledSampler
     from ..engine.training.trainer import TrainConfig
 
-    if task not in ("classify", "segment"):
-        raise UsageError(f"--task {task!r}: use classify or segment")
+    crop, pad = training.crop_and_pad(task, crop, pad)
     if weight < 0:
         raise UsageError("--lambda must be at least 0")
-    levels = training.numbers(sigma, sigma.count(",") + 1, "--sigma")
-    low, high = (levels[0], levels[0]) if len(levels) == 1 else levels
-    if len(levels) > 2 or not 0 <= low <= high <= 255:
-        raise UsageError("--sigma: a level or LOW,HIGH with 0 <= LOW <= HIGH <= 255")
+    low, high = training.sigma_range(sigma, "--sigma", single=True)
     try:
         options = json.loads(task_options)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--task-options is not JSON: {exc.msg}") from None
-    crop, pad = training.crop_and_pad(task, crop, pad)
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     network = weights.load_network(task_model, task_arch, options)

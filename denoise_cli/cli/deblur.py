@@ -106,9 +106,13 @@ def command(
             raise UsageError(f"--prior {prior}: {weights} holds {other}; use --prior {kind}")
         prior = kind
     prior = prior or "mmse"
-    if prior == "map" and user_model is None and not set(SHIPPED_MAP.values()) & set(weight_files.manifest()):
-        raise UsageError("--prior map needs MAP denoiser weights and none are shipped yet: train them with "
-                         "'dncli map-train CLEAN_DIR -o map.pt' and pass --weights map.pt")
+    shipped_map: list[str] = []
+    if prior == "map" and user_model is None:
+        shipped = weight_files.manifest()
+        shipped_map = [name for name in SHIPPED_MAP.values() if name in shipped]
+        if not shipped_map:
+            raise UsageError("--prior map needs MAP denoiser weights and none are shipped yet: train them with "
+                             "'dncli map-train CLEAN_DIR -o map.pt' and pass --weights map.pt")
     steps = iterations or DEFAULT_ITERATIONS[prior]
     if save_iterates is not None:
         save_iterates.mkdir(parents=True, exist_ok=True)
@@ -121,7 +125,7 @@ def command(
             if user_model is not None:
                 network = user_model
             elif prior == "map":
-                network = weight_files.load_shipped(_shipped_map(channels))
+                network = weight_files.load_shipped(_shipped_map(channels, shipped_map))
             else:
                 network = weight_files.load_shipped(SHIPPED_MMSE[channels])
             denoisers[channels] = Runner(network, torch_device, precision)
@@ -175,12 +179,9 @@ def _iterate_writer(directory: Path, job, image):
     return write
 
 
-def _shipped_map(channels: int) -> str:
+def _shipped_map(channels: int, shipped: list[str]) -> str:
     """The shipped MAP pair for the image's channels, else the other one, which the engine
     applies plane by plane (gray on each colour channel, colour on a gray image seen as RGB)."""
-    from ..engine.weights import manifest
-
-    shipped = manifest()
     if SHIPPED_MAP[channels] in shipped:
         return SHIPPED_MAP[channels]
     other = SHIPPED_MAP[4 - channels]

@@ -64,9 +64,7 @@ def command(
     level = DEFAULT_SIGMA_R[channels] if sigma_r is None else sigma_r
     if not 0 < level <= 255:
         raise UsageError(f"--sigma-r {level:g}: use a level in (0, 255]")
-    low, high = training.numbers(input_sigma, 2, "--input-sigma")
-    if not 0 <= low <= high <= 255:
-        raise UsageError("--input-sigma: need 0 <= LOW <= HIGH <= 255")
+    low, high = training.sigma_range(input_sigma, "--input-sigma")
     if patch < 16:
         raise UsageError("--patch must be at least 16 pixels")
     if layers < 2 or width < 1:

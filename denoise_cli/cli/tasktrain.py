@@ -14,7 +14,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
 from . import training
 from .options import (CheckpointEvery, Crop, Device, Json, LabelledTask, LearningRate, MaxSteps, MaxTime,
     Pad, Precision, Resume, Seed, Threads, ValidateEvery)
@@ -52,8 +51,6 @@ def command(
     from ..engine.training.task_networks import TaskNetworkTraining
     from ..engine.training.trainer import TrainConfig
 
-    if task not in ARCHITECTURE:
-        raise UsageError(f"--task {task!r}: use classify or segment")
     crop, pad = training.crop_and_pad(task, crop, pad)
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
     train_data = training.labelled(task, data)

@@ -53,9 +53,7 @@ def command(
     from ..engine.training.supervised import SupervisedDenoising
     from ..engine.training.trainer import TrainConfig
 
-    low, high = training.numbers(sigma_range, 2, "--sigma-range")
-    if not 0 <= low <= high <= 255:
-        raise UsageError("--sigma-range: need 0 <= LOW <= HIGH <= 255")
+    low, high = training.sigma_range(sigma_range, "--sigma-range")
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
     if patch < 16 or patch % 4:

@@ -79,8 +79,24 @@ def _reporter(bar) -> Callable[[dict], None]:
     return on_event
 
 
+def sigma_range(text: str, option: str, single: bool = False) -> tuple[float, float]:
+    """``LOW,HIGH`` noise levels on the 0..255 scale (or one level when ``single``), checked."""
+    levels = numbers(text, text.count(",") + 1 if single else 2, option)
+    if len(levels) > 2:
+        raise UsageError(f"{option} {text!r}: expected a level or LOW,HIGH")
+    low, high = levels[0], levels[-1]
+    if not 0 <= low <= high <= 255:
+        raise UsageError(f"{option}: need 0 <= LOW <= HIGH <= 255")
+    return low, high
+
+
 def crop_and_pad(task: str, crop: int | None, pad: int | None) -> tuple[int, int]:
-    """--crop and --pad of the labelled-data trainers, with their per-task defaults."""
+    """--crop and --pad of the labelled-data trainers, with their per-task defaults; checks
+    --task too."""
+    from ..engine.training.labelled import TASKS
+
+    if task not in TASKS:
+        raise UsageError(f"--task {task!r}: use {' or '.join(TASKS)}")
     crop = crop if crop is not None else (32 if task == "classify" else 128)
     pad = pad if pad is not None else (4 if task == "classify" else 0)
     if crop < 8 or pad < 0:

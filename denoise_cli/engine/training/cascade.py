@@ -66,14 +66,17 @@ class CascadeTraining:
             return {}
         sigma = self.validation_sigma
         denoise = denoised_by(model, sigma)
-        scores = []
-        for index, image in enumerate(self.validation.images):
-            clean = torch.from_numpy(image).permute(2, 0, 1)[None].to(device).float() / 255.0
-            restored = denoise(clean, [index])[0].permute(1, 2, 0).cpu().numpy()
-            scores.append(psnr(quantize_uint8(restored), image))
+        psnrs = []
+
+        def denoise_and_measure(images: torch.Tensor, indices: list[int]) -> torch.Tensor:
+            restored = denoise(images, indices)
+            for index, output in zip(indices, restored.permute(0, 2, 3, 1).cpu().numpy()):
+                psnrs.append(psnr(quantize_uint8(output), self.validation.images[index]))
+            return restored
+
+        value = score(self.task_network, self.validation, device, denoise_and_measure)
         metric = METRIC[self.validation.task]
-        value = score(self.task_network, self.validation, device, denoise)
-        return {f"psnr_{sigma:g}": float(np.mean(scores)), f"{metric}_{sigma:g}": value}
+        return {f"psnr_{sigma:g}": float(np.mean(psnrs)), f"{metric}_{sigma:g}": value}
 
 
 def denoised_by(denoiser: nn.Module, sigma: float):

@@ -108,14 +108,13 @@ class LabelledSampler:
         picks = torch.randint(0, len(self.images), (count,), generator=generator).tolist()
         crops, targets = [], []
         for index in picks:
-            image = self.images[index].float() / 255.0
             mask = self.masks[index] if self.masks is not None else None
-            image, mask = self._padded(image, mask)
+            image, mask = self._padded(self.images[index], mask)
             top = int(torch.randint(0, image.shape[1] - self.crop + 1, (1,), generator=generator))
             left = int(torch.randint(0, image.shape[2] - self.crop + 1, (1,), generator=generator))
             window = (slice(top, top + self.crop), slice(left, left + self.crop))
             flip = bool(torch.randint(0, 2, (1,), generator=generator))
-            crop = image[(slice(None), *window)]
+            crop = image[(slice(None), *window)].float() / 255.0  # only the crop is converted
             crops.append(crop.flip(2) if flip else crop)
             if mask is None:
                 targets.append(torch.tensor(self.data.targets[index]))
@@ -130,7 +129,7 @@ class LabelledSampler:
         pad_w = max(self.pad, (self.crop - w + 1) // 2)
         if pad_h == pad_w == 0:
             return image, mask
-        image = F.pad(image[None], (pad_w, pad_w, pad_h, pad_h), mode="replicate")[0]
+        image = F.pad(image[None].float(), (pad_w, pad_w, pad_h, pad_h), mode="replicate")[0]  # 0..255
         if mask is not None:
             mask = F.pad(mask[None].long(), (pad_w, pad_w, pad_h, pad_h), value=IGNORE_LABEL)[0]
         return image, mask
