@@ -85,6 +85,15 @@ def _exit_code_of(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _run(argv)
+    # Imported only if a trainer loaded it, so that plain commands never import torch here.
+    ddp = sys.modules.get("denoise_cli.engine.training.ddp")
+    if ddp is not None and ddp.joined():
+        ddp.exit_process(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     argv = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     console.quiet = "--quiet" in argv or "-q" in argv[:1]
     console.debug = "--debug" in argv or os.environ.get("DNCLI_DEBUG") == "1"

@@ -7,7 +7,9 @@ only rank 0 logs, validates and writes checkpoints.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as torch_dist
@@ -49,6 +51,26 @@ class DistContext:
             torch_dist.destroy_process_group()
 
 
+_joined = False  # whether this process has joined a process group
+
+
+def joined() -> bool:
+    return _joined
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that joined a process group without the interpreter's teardown.
+
+    Gloo's C++ threads can abort a finished worker while the interpreter and the C++ statics are
+    torn down ("terminate called without an active exception", SIGABRT; about one run in a
+    hundred on a busy 2-core machine), which torchrun then reports as a failed job.  Every output
+    has been written and renamed by now, so skipping that teardown loses nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -61,6 +83,7 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def context(device: torch.device) -> DistContext:
+    global _joined
     if world_size() <= 1:
         return DistContext(device=device)
     if not torch_dist.is_initialized():
@@ -68,4 +91,5 @@ def context(device: torch.device) -> DistContext:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         torch_dist.init_process_group(backend=backend)
+        _joined = True
     return DistContext(rank=torch_dist.get_rank(), world_size=torch_dist.get_world_size(), device=device)
