@@ -3,6 +3,7 @@
     python benchmarks/blindspot.py --weights-gray bs-gray.pt --weights-color bs-color.pt
     python benchmarks/blindspot.py --weights-color bs-color.pt --sets Kodak24 --limit 4
     python benchmarks/blindspot.py --fit-steps 2000 --sets Set12      # self-supervised on the test inputs
+    python benchmarks/blindspot.py --weights-color bs-s25.pt bs-5-50.pt --sweep 5,10,15,20,25,30,40,50
     python benchmarks/blindspot.py ... --json benchmarks/results/blindspot.json
 
 Quality follows protocol P1 of ../shared/design/BENCHMARK.md: clean = png / 255, Gaussian noise
@@ -15,6 +16,10 @@ its own estimate, whose mean is reported.
 Models are loaded from --weights-gray/--weights-color, or, with --fit-steps, trained here on
 each set's own noisy inputs (self-supervised: the trainer never sees the clean images, which
 only score the result), which is how a blind-spot network is used on a single noisy batch.
+--sweep draws the comparison of Honzatko et al.'s Figure 2: posterior PSNR on --sweep-set against
+the test sigma for every given model of its channels, with sigma known and not known at inference
+(then the model's own estimate, or for a known-sigma model the estimate of ``dncli denoise -s
+auto``), beside the supervised model at the known sigma; a table, and a PNG (``line_chart.py``).
 Speed is the median wall time on a random image of --speed-size pixels a side after a warm-up,
 as megapixels per second with the device and thread count; cost is multiply-accumulates per
 pixel counted from the layer shapes, and parameters.
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from denoise import speed  # noqa: E402  (the P1 timing of benchmarks/denoise.py)
+from line_chart import PALETTE_NAMES, Series, line_chart  # noqa: E402
 
 from denoise_cli.engine import registry  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
@@ -46,11 +52,14 @@ from denoise_cli.engine.physics.noise import protocol_noisy  # noqa: E402
 from denoise_cli.engine.training.blindspot import BlindSpotTraining  # noqa: E402
 from denoise_cli.engine.training.data import PatchSampler  # noqa: E402
 from denoise_cli.engine.training.trainer import TrainConfig, train  # noqa: E402
-from denoise_cli.imgio.codec import read_image  # noqa: E402
+from denoise_cli.engine.noise_estimate import estimate_sigma  # noqa: E402
+from denoise_cli.imgio.codec import Image, read_image, write_image  # noqa: E402
 
 SETS = {"Set12": 1, "BSD68": 1, "CBSD68": 3, "Kodak24": 3}
 # Supervised reference at sigma 25 (FFDNet, BENCHMARK.md's published figures, P1).
 FFDNET_25 = {"Set12": 30.43, "BSD68": 29.19, "CBSD68": 31.21, "Kodak24": 32.13}
+# Laine et al.'s four-rotation blind-spot U-Net on RGB, multiply-accumulates per pixel (the issue's figure).
+LAINE_MACS = 1.25e6
 # Widths for quick CPU checks of the script with --fit-steps (not for reporting).
 TINY = {"trunk_depth": 4, "trunk_width": 16, "branch_width": 8, "head_widths": (32, 16)}
 
@@ -95,26 +104,73 @@ def fit(pairs: list[tuple[np.ndarray, np.ndarray]], channels: int, args: argpars
     return model.eval()
 
 
+def noise_levels(model: torch.nn.Module, runner: Runner, pairs: list[tuple[np.ndarray, np.ndarray]],
+                 sigma: int | None) -> list[float]:
+    """The level (0..1 scale) each noisy image is denoised with: ``sigma`` when it is known,
+    else the model's own estimate, or for a model that has none the estimate of ``-s auto``."""
+    if sigma is not None:
+        return [sigma / 255.0] * len(pairs)
+    if model.estimates_sigma:
+        return [float(runner.own_sigma(noisy[None])[0]) for _, noisy in pairs]
+    return [estimate_sigma(noisy) / 255.0 for _, noisy in pairs]
+
+
+def scores(runner: Runner, pairs: list[tuple[np.ndarray, np.ndarray]], levels: list[float]) -> tuple[float, float]:
+    """Mean PSNR and SSIM of ``runner``'s outputs, rounded to 8 bits, against the clean images."""
+    results = [compare(runner(noisy[None], level)[0], clean, "8") for (clean, noisy), level in zip(pairs, levels)]
+    return float(np.mean([r["psnr"] for r in results])), float(np.mean([r["ssim"] for r in results]))
+
+
 def quality(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], sigma: int,
             device: torch.device, precision: str) -> dict:
-    """Mean PSNR/SSIM of the posterior mean and of the blind-spot mean over ``pairs``."""
+    """Mean PSNR/SSIM of the posterior mean and of the blind-spot mean over ``pairs``; a model
+    that learned the noise level uses its own estimate (reported as ``sigma_est``)."""
     posterior = Runner(model, device, precision)
-    blind = Runner(BlindSpotMean(model), device, precision)
-    scores: dict[str, list[float]] = {key: [] for key in ("psnr", "ssim", "psnr_mean", "ssim_mean", "sigma_est")}
-    for clean, noisy in pairs:
-        batch = noisy[None]
-        if model.estimates_sigma:
-            level = posterior.own_sigma(batch)
-            scores["sigma_est"].append(float(level[0]) * 255.0)
-        else:
-            level = sigma / 255.0
-        for runner, suffix in ((posterior, ""), (blind, "_mean")):
-            result = compare(runner(batch, level)[0], clean, "8")
-            scores["psnr" + suffix].append(result["psnr"])
-            scores["ssim" + suffix].append(result["ssim"])
-    summary = {key: float(np.mean(values)) for key, values in scores.items() if values}
-    summary["images"] = len(pairs)
+    levels = noise_levels(model, posterior, pairs, None if model.estimates_sigma else sigma)
+    summary = {"images": len(pairs)}
+    if model.estimates_sigma:
+        summary["sigma_est"] = float(np.mean(levels)) * 255.0
+    summary["psnr"], summary["ssim"] = scores(posterior, pairs, levels)
+    summary["psnr_mean"], summary["ssim_mean"] = scores(Runner(BlindSpotMean(model), device, precision), pairs,
+                                                        levels)
     return summary
+
+
+def sweep(models: dict[str, torch.nn.Module], supervised: tuple[str, torch.nn.Module], folder: Path,
+          sigmas: list[int], limit: int | None, device: torch.device, precision: str) -> dict[str, list[float]]:
+    """Posterior PSNR against the test sigma: every blind-spot model with sigma known and not
+    known at inference, and the supervised model with sigma known (Honzatko et al.'s Figure 2)."""
+    curves: dict[str, list[float]] = {}
+    for sigma in sigmas:
+        pairs = load_set(folder, sigma, limit)
+        for label, model in models.items():
+            runner = Runner(model, device, precision)
+            for known in (True, False):
+                key = f"{label}, sigma {'known' if known else 'unknown'}"
+                levels = noise_levels(model, runner, pairs, sigma if known else None)
+                curves.setdefault(key, []).append(scores(runner, pairs, levels)[0])
+        name, network = supervised
+        curves.setdefault(f"{name} (supervised), sigma known", []).append(
+            scores(Runner(network, device, precision), pairs, [sigma / 255.0] * len(pairs))[0])
+        print(f"sweep: sigma {sigma} done", file=sys.stderr, flush=True)
+    return curves
+
+
+def sweep_report(curves: dict[str, list[float]], sigmas: list[int], set_name: str, images: int,
+                 plot: Path) -> None:
+    """The sweep as a table and a PNG; one colour per model, dashed where sigma was not known."""
+    print(f"\n## Posterior PSNR (dB) against the test sigma, {set_name} ({images} images)\n")
+    print("| model | " + " | ".join(str(s) for s in sigmas) + " |")
+    print("|---|" + "---|" * len(sigmas))
+    for key, values in curves.items():
+        print(f"| {key} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    models = list(dict.fromkeys(key.rsplit(", sigma", 1)[0] for key in curves))
+    series = [Series(np.array(sigmas), np.array(values), models.index(key.rsplit(", sigma", 1)[0]),
+                     dashed=key.endswith("unknown")) for key, values in curves.items()]
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    write_image(Image(line_chart(series, [float(s) for s in sigmas])), plot)
+    legend = "; ".join(f"{PALETTE_NAMES[i % len(PALETTE_NAMES)]}: {m}" for i, m in enumerate(models))
+    print(f"\nPlot {plot}: x test sigma, y PSNR (dB); {legend}; solid sigma known, dashed sigma unknown.")
 
 
 def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int) -> dict:
@@ -133,14 +189,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "testsets")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--sigmas", default="25", help="P1 noise levels (0..255), comma-separated")
-    parser.add_argument("--weights-gray", help="blind-spot weights for Set12 and BSD68")
-    parser.add_argument("--weights-color", help="blind-spot weights for CBSD68 and Kodak24")
+    parser.add_argument("--weights-gray", nargs="+", default=[], help="blind-spot weights for Set12 and BSD68")
+    parser.add_argument("--weights-color", nargs="+", default=[], help="blind-spot weights for CBSD68 and Kodak24")
     parser.add_argument("--fit-steps", type=int, default=0, help="train on each set's noisy inputs instead")
     parser.add_argument("--fit-mode", default="known", choices=("known", "global", "per-image"))
     parser.add_argument("--fit-patch", type=int, default=128)
     parser.add_argument("--fit-batch", type=int, default=8)
     parser.add_argument("--arch", default="figure", choices=("figure", "code"))
     parser.add_argument("--tiny", action="store_true", help="tiny widths: only to check the script quickly")
+    parser.add_argument("--sweep", help="test sigmas of the PSNR-against-sigma table and plot, e.g. 5,10,...,50")
+    parser.add_argument("--sweep-set", default="Kodak24", help="set of the sweep (its channels pick the weights)")
+    parser.add_argument("--supervised", help="supervised model beside the sweep: shipped name or weights file "
+                                             "[default: unet3-color or unet3-gray]")
+    parser.add_argument("--plot", type=Path, help="PNG of the sweep [default: beside --json, else ./]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -155,6 +216,8 @@ def main() -> None:
     paths = {1: args.weights_gray, 3: args.weights_color}
     if not args.fit_steps and not any(paths.values()):
         parser.error("give --weights-gray and/or --weights-color, or --fit-steps")
+    if args.sweep and args.fit_steps:
+        parser.error("--sweep scores shipped or trained weights, not --fit-steps")
     results: dict = {"protocol": "P1", "device": str(device), "threads": args.threads, "precision": args.precision,
                      "weights": {"gray": paths[1], "color": paths[3]}, "fit_steps": args.fit_steps, "sets": {}, "models": {}}
 
@@ -163,7 +226,7 @@ def main() -> None:
     print("| set | sigma | model | posterior PSNR | SSIM | blind-spot mean PSNR | SSIM | sigma estimate | "
           "FFDNet (supervised) | images |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    loaded = {c: weight_files.load_model(Path(p)) for c, p in paths.items() if p}
+    loaded = {c: {Path(p).name: weight_files.load_model(Path(p)) for p in files} for c, files in paths.items()}
     timed: dict[str, torch.nn.Module] = {}
     for name in args.sets.split(","):
         channels, folder = SETS[name], args.data / name
@@ -173,20 +236,35 @@ def main() -> None:
         for sigma in args.sigmas:
             pairs = load_set(folder, sigma, args.limit)
             if args.fit_steps:
-                model, label = fit(pairs, channels, args, device), f"fit {args.fit_steps} steps on the set"
-            elif channels in loaded:
-                model, label = loaded[channels], Path(paths[channels]).name
+                models = {f"fit {args.fit_steps} steps on the set": fit(pairs, channels, args, device)}
             else:
+                models = loaded[channels]
+            if not models:
                 print(f"| {name} | {sigma} | skipped: no {'gray' if channels == 1 else 'colour'} weights | "
                       "| | | | | | |")
-                continue
-            timed.setdefault(f"{'gray' if channels == 1 else 'colour'}: {label}", model)
-            row = quality(model, pairs, sigma, device, args.precision)
-            results["sets"].setdefault(name, {})[sigma] = {"model": label, **row}
-            estimate = f"{row['sigma_est']:.2f}" if "sigma_est" in row else "given"
-            reference = f"{FFDNET_25[name]:.2f}" if sigma == 25 else "-"
-            print(f"| {name} | {sigma} | {label} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_mean']:.2f} | "
-                  f"{row['ssim_mean']:.4f} | {estimate} | {reference} | {row['images']} |", flush=True)
+            for label, model in models.items():
+                timed.setdefault(f"{'gray' if channels == 1 else 'colour'}: {label}", model)
+                row = quality(model, pairs, sigma, device, args.precision)
+                results["sets"].setdefault(name, {}).setdefault(label, {})[sigma] = row
+                estimate = f"{row['sigma_est']:.2f}" if "sigma_est" in row else "given"
+                reference = f"{FFDNET_25[name]:.2f}" if sigma == 25 else "-"
+                print(f"| {name} | {sigma} | {label} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
+                      f"{row['psnr_mean']:.2f} | {row['ssim_mean']:.4f} | {estimate} | {reference} | "
+                      f"{row['images']} |", flush=True)
+
+    folder = args.data / args.sweep_set
+    if args.sweep and folder.is_dir() and loaded[SETS[args.sweep_set]]:
+        channels = SETS[args.sweep_set]
+        sigmas = [int(s) for s in args.sweep.split(",")]
+        supervised_name = args.supervised or ("unet3-gray" if channels == 1 else "unet3-color")
+        supervised = weight_files.load_model(weight_files.resolve(supervised_name))
+        curves = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, args.limit,
+                       device, args.precision)
+        plot = args.plot or (args.json.parent if args.json else Path(".")) / "blindspot_sweep.png"
+        images = len(load_set(folder, sigmas[0], args.limit))
+        sweep_report(curves, sigmas, args.sweep_set, images, plot)
+        results["sweep"] = {"set": args.sweep_set, "images": images, "sigmas": sigmas, "psnr": curves,
+                            "plot": str(plot)}
 
     print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision}, "
           f"{args.speed_size}x{args.speed_size} image)\n")
@@ -198,6 +276,8 @@ def main() -> None:
         noise = f"{row['noise_macs_per_pixel'] / 1e3:.1f} k" if "noise_macs_per_pixel" in row else "-"
         print(f"| {label} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | {noise} | "
               f"{row['megapixels_per_s']:.3f} |", flush=True)
+    print(f"\nFor scale: Laine et al.'s blind-spot network costs about {LAINE_MACS / 1e6:.2f} M MAC per pixel "
+          "(RGB); the cost target is a quarter of that.")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
