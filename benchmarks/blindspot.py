@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny widths: only to check the script quickly")
     parser.add_argument("--sweep", help="test sigmas of the PSNR-against-sigma table and plot, e.g. 5,10,...,50")
     parser.add_argument("--sweep-set", default="Kodak24", help="set of the sweep (its channels pick the weights)")
+    parser.add_argument("--sweep-limit", type=int, help="images of the sweep set [default: --limit]")
     parser.add_argument("--supervised", help="supervised model beside the sweep: shipped name or weights file "
                                              "[default: unet3-color or unet3-gray]")
     parser.add_argument("--plot", type=Path, help="PNG of the sweep [default: beside --json, else ./]")
@@ -258,10 +259,11 @@ def main() -> None:
         sigmas = [int(s) for s in args.sweep.split(",")]
         supervised_name = args.supervised or ("unet3-gray" if channels == 1 else "unet3-color")
         supervised = weight_files.load_model(weight_files.resolve(supervised_name))
-        curves = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, args.limit,
+        limit = args.sweep_limit or args.limit
+        curves = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, limit,
                        device, args.precision)
         plot = args.plot or (args.json.parent if args.json else Path(".")) / "blindspot_sweep.png"
-        images = len(load_set(folder, sigmas[0], args.limit))
+        images = len(load_set(folder, sigmas[0], limit))
         sweep_report(curves, sigmas, args.sweep_set, images, plot)
         results["sweep"] = {"set": args.sweep_set, "images": images, "sigmas": sigmas, "psnr": curves,
                             "plot": str(plot)}

@@ -12,7 +12,8 @@ architecture and options, parameters, training data, steps, wall time, hardware,
 size, plus what the architecture is measured by: for the image denoisers MACs per pixel and the
 P1 PSNR/SSIM of a ``benchmarks/denoise.py --json`` run, for density estimators (``dde``) the
 test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run, for task
-networks and cascade-trained denoisers their scores in a ``benchmarks/cascade.py --json`` run.
+networks and cascade-trained denoisers their scores in a ``benchmarks/cascade.py --json`` run, for
+blind-spot denoisers the P1 scores and sweep of a ``benchmarks/blindspot.py --json`` run.
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def main() -> None:
         measure = density_estimator_details
     elif record["arch"] in TASK_ARCHITECTURES or "cascade" in record.get("meta", {}):
         measure = cascade_details
+    elif record["arch"] == "blindspot":
+        measure = blindspot_details
     else:
         measure = denoiser_details
     entry.update(measure(model, record, results, args))
@@ -115,6 +118,34 @@ def density_estimator_details(model, record: dict, results: dict | None, args: a
     else:
         metrics = {"mnist": results["mnist"]}
     return {"metrics": metrics, "benchmark": {"device": results["device"], "threads": results["threads"]}}
+
+
+def blindspot_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
+    """P1 PSNR/SSIM (posterior and blind-spot mean), the PSNR-against-sigma sweep and the speed
+    of this checkpoint in a ``benchmarks/blindspot.py`` run, which labels models by file name."""
+    channels = model.config.channels
+    details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
+    if not results:
+        return details
+    label = args.checkpoint.name
+    sets = {name: rows[label] for name, rows in results["sets"].items() if label in rows}
+    details["metrics"] = {
+        "protocol": "P1",
+        "psnr": {name: {sigma: round(row["psnr"], 3) for sigma, row in rows.items()} for name, rows in sets.items()},
+        "ssim": {name: {sigma: round(row["ssim"], 4) for sigma, row in rows.items()} for name, rows in sets.items()},
+        "psnr_blind_spot_mean": {name: {sigma: round(row["psnr_mean"], 3) for sigma, row in rows.items()}
+                                 for name, rows in sets.items()},
+    }
+    sweep = results.get("sweep")
+    if sweep:
+        details["metrics"]["psnr_against_sigma"] = {
+            "set": sweep["set"], "sigmas": sweep["sigmas"],
+            **{key.split(", ", 1)[1]: [round(v, 3) for v in values]
+               for key, values in sweep["psnr"].items() if key.startswith(label + ",")}}
+    speed = results["models"].get(f"{'gray' if channels == 1 else 'colour'}: {label}", {})
+    details["speed"] = {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
+                        "threads": results["threads"]}
+    return details
 
 
 TASK_ARCHITECTURES = {"classifier-cnn": "classify", "segmenter-unet": "segment"}
