@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--benchmark", type=Path, help="JSON written by benchmarks/denoise.py or dde.py --json")
     parser.add_argument("--sets", help="sets of the benchmark that belong to this model, comma-separated")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--training-data", help="how the training data was made, in place of the paths the "
+                                                "checkpoint recorded (e.g. for data synthesised by a script)")
     args = parser.parse_args()
 
     record = weights.load_checkpoint(args.checkpoint)
@@ -49,8 +51,10 @@ def main() -> None:
         "wall_time_s": round(float(record.get("elapsed", 0.0))),
         "hardware": args.hardware,
         "recipe": record.get("train_config", {}),
-        "validation": record.get("history", [])[-1:] ,
+        "validation": record.get("history", [])[-1:],
     }
+    if args.training_data:
+        training["training_data"] = args.training_data
     weights.save_weights(target, model, {"training": training})
     entry = {
         "file": target.name,

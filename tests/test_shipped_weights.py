@@ -59,3 +59,11 @@ def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: i
         return json.loads(result.stdout)["mean"]["psnr"]
 
     assert score(denoised) > score(noisy) + gain
+
+
+def test_a_family_without_a_model_for_the_image_says_so(tmp_path: Path):
+    run = run_dncli("denoise", str(EXAMPLES / "camera.png"), "-s", "15", "--model", "blindspot",
+                    "-o", str(tmp_path / "out.png"))
+    assert run.returncode == 2
+    assert run.stderr.decode().startswith("dncli: error: no gray blindspot model ships")
+    assert not (tmp_path / "out.png").exists()

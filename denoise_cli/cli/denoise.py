@@ -21,7 +21,8 @@ from .options import (BatchSize, Depth, Device, Format, Glob, InPlace, Json, Out
 NAME = "denoise"
 NO_ARGS_IS_HELP = True
 TRAINED_SIGMA_MAX = 75.0
-SHIPPED = {1: "unet3-gray", 3: "unet3-color"}
+# --model FAMILY picks the family's gray or colour model by each image's channels.
+FAMILIES = {"unet3": {1: "unet3-gray", 3: "unet3-color"}, "blindspot": {3: "blindspot-color"}}
 
 
 def command(
@@ -30,7 +31,8 @@ def command(
         "--sigma", "-s", help="Noise level on the 0..255 scale, or 'auto' to estimate it per image.")],
     output: Output = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="Shipped model name (see 'dncli models') [default: by the image's channels].")] = None,
+        "--model", help="Shipped model (see 'dncli models'), or unet3 or blindspot for that family's gray or "
+                        "colour model by the image's channels [default: unet3].")] = None,
     weights: Annotated[Optional[str], typer.Option(
         "--weights", help="Weights file or checkpoint written by 'dncli train' or 'dncli blindspot-train'.")] = None,
     device: Device = None,
@@ -69,10 +71,8 @@ def command(
     def runner_for(channels: int) -> Runner:
         """The network for gray (1) or colour (3) images, loaded once."""
         if channels not in runners:
-            if weights:
-                network = weight_files.load_model(weights)
-            else:
-                network = weight_files.load_shipped(model or SHIPPED[channels])
+            network = (weight_files.load_model(weights) if weights
+                       else weight_files.load_shipped(_shipped_name(model or "unet3", channels)))
             if getattr(network, "task", None):
                 raise UsageError(f"{weights or model} is a task network (--task {network.task}), not a denoiser "
                                  "(it goes behind one: 'dncli cascade-train --task-model')")
@@ -104,6 +104,15 @@ def command(
     if json_output:
         print(json.dumps({"images": records}, indent=2))
     return code
+
+
+def _shipped_name(model: str, channels: int) -> str:
+    if model not in FAMILIES:
+        return model
+    if channels not in FAMILIES[model]:
+        kind = "gray" if channels == 1 else "colour"
+        raise UsageError(f"no {kind} {model} model ships: convert the image, or train one and pass --weights")
+    return FAMILIES[model][channels]
 
 
 def _checked_sigma(text: str) -> float | None:
