@@ -13,7 +13,7 @@ from denoise_cli.engine import registry
 from denoise_cli.engine.inference import Runner
 from denoise_cli.engine.metrics import psnr, quantize_uint8
 from denoise_cli.engine.models.blindspot import BlindSpotConfig, gaussian_nll, posterior_mean
-from denoise_cli.engine.training.blindspot import BlindSpotTraining
+from denoise_cli.engine.training.blindspot import BlindSpotTraining, MaskedTraining
 from denoise_cli.engine.training.data import PatchSampler
 from denoise_cli.engine.training.trainer import TrainConfig, train
 
@@ -254,3 +254,43 @@ def test_usage_errors(tmp_path: Path):
     assert main(["blindspot-train", *base, "--channels", "3", "--sigma", "25"]) == 2  # gray data, colour model
     assert main(["blindspot-train", *base, "--channels", "1", "--sigma", "25", "--arch", "unet"]) == 2
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_masked_baseline_replaces_only_masked_pixels_by_neighbours_and_learns(tmp_path: Path):
+    noisy, clean = _noisy_image(1)
+    sampler = PatchSampler([noisy], 32)
+    task = MaskedTraining(sampler, fraction=0.05)
+    inputs, target, mask = task.batch(8, torch.Generator().manual_seed(3), torch.device("cpu"))
+    assert torch.equal(target, sampler.sample(8, torch.Generator().manual_seed(3)))
+    assert 0.02 < mask.float().mean() < 0.08
+    changed = inputs != target
+    assert not changed[~mask.expand_as(changed)].any()
+    for b, _, y, x in mask.nonzero()[:50].tolist():  # each masked value comes from its 5x5 window
+        window = target[b, 0, max(y - 2, 0): y + 3, max(x - 2, 0): x + 3]
+        assert (window == inputs[b, 0, y, x]).any()
+
+    torch.manual_seed(0)
+    model = registry.build("blindspot", BlindSpotConfig(channels=1, blind=False, **SMALL).to_dict())
+    logs = _short_run(model, MaskedTraining(sampler), 80, tmp_path)
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    with torch.no_grad():
+        denoised = model.eval()(torch.from_numpy(noisy).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert psnr(quantize_uint8(denoised), clean) > psnr(quantize_uint8(noisy), clean) + 3
+
+
+def test_masked_baseline_from_the_command_line(tmp_path: Path):
+    noisy, clean = _noisy_image(1, size=64)
+    np.save(tmp_path / "noisy.npy", noisy)
+    write_png(tmp_path / "clean.png", clean)
+    model = tmp_path / "n2v.pt"
+    common = [str(tmp_path / "noisy.npy"), "-o", str(model), "--channels", "1", "--masked", *SMALL_CLI]
+    result = run_dncli("blindspot-train", *common, "--max-steps", "2", "--val", str(tmp_path / "clean.png"),
+                       "--validate-every", "2", "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert set(json.loads(result.stdout)["history"][-1]) == {"step", "psnr"}
+    assert run_dncli("blindspot-train", *common, "--max-steps", "3", "--resume").returncode == 0
+    result = run_dncli("denoise", str(tmp_path / "noisy.npy"), "-s", "25", "--weights", str(model),
+                       "-o", str(tmp_path / "out.npy"), "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    refused = run_dncli("blindspot-train", *common[:-len(SMALL_CLI)], "-o", str(tmp_path / "x.pt"), "--sigma", "25")
+    assert refused.returncode == 2 and b"--masked learns no noise level" in refused.stderr

@@ -12,7 +12,9 @@ level for the data set, per-image a small network that estimates it for each ima
 'dncli denoise -s auto' uses the model's own estimate. --val (clean images; with --val-noisy
 their noisy versions, else seeded Gaussian noise of --val-sigma) only reports PSNR. The output
 is a checkpoint and a weights file at once: --resume continues it, 'dncli denoise --weights'
-uses it. Started by torchrun, training runs data-parallel.
+uses it. Started by torchrun, training runs data-parallel. --masked trains the same network
+without the blind spot by Noise2Void-style masking instead, as a baseline (no noise level
+needed; it denoises with its plain mean).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def command(
     arch: Annotated[str, typer.Option(
         "--arch", help="figure (the paper's figure: 64 channels per branch) or code (the released code: 18).")] = "figure",
     channels: Annotated[int, typer.Option("--channels", help="1 trains a gray model, 3 a colour model.")] = 3,
+    masked: Annotated[bool, typer.Option(
+        "--masked", help="Noise2Void-style baseline: no blind spot, random pixels masked instead.")] = False,
     depth: Annotated[Optional[int], typer.Option(
         "--depth", help="Trunk convolutions; the receptive radius is 2*DEPTH+1 [default: 10].")] = None,
     widths: Annotated[Optional[str], typer.Option(
@@ -73,7 +77,7 @@ def command(
 
     from ..engine import registry, weights
     from ..engine.training import ddp
-    from ..engine.training.blindspot import BlindSpotTraining, load_noisy_images, load_validation
+    from ..engine.training.blindspot import BlindSpotTraining, MaskedTraining, load_noisy_images, load_validation
     from ..engine.training.data import PatchSampler
     from ..engine.training.trainer import TrainConfig
 
@@ -94,11 +98,14 @@ def command(
         sigma = trained_sigma if sigma is None else sigma
         mode = options["noise"]
         arch = record.get("meta", {}).get("arch", arch)
-        _check_sigma(mode, sigma)
+        masked = not options.get("blind", True)
     else:
         mode = sigma_mode
+        options = _architecture(arch, channels, depth, widths, head, mode, masked)
+    if not masked:
         _check_sigma(mode, sigma)
-        options = _architecture(arch, channels, depth, widths, head, mode)
+    elif sigma is not None or mode != "known":
+        raise UsageError("--masked learns no noise level: drop --sigma and --sigma-mode")
     model = registry.build("blindspot", options)
     channels = model.config.channels
 
@@ -112,12 +119,15 @@ def command(
     # A known-level model is scored at the validation level; a learned-level model at its own
     # estimate, unless --val-sigma asks for a given level.
     validation_sigma = level if (mode == "known" or val_sigma is not None) else None
-    task = BlindSpotTraining(sampler, sigma, validation, validation_sigma)
+    if masked:
+        task = MaskedTraining(sampler, validation)
+    else:
+        task = BlindSpotTraining(sampler, sigma, validation, validation_sigma)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
                          seed=seed, precision=precision)
-    meta = {"method": "blindspot", "training_data": [str(d) for d in noisy], "sigma": sigma, "sigma_mode": mode,
-            "arch": arch, "patch": patch,
+    meta = {"method": "blindspot", "training_data": [str(d) for d in noisy], "sigma": sigma,
+            "sigma_mode": "masked" if masked else mode, "arch": arch, "patch": patch,
             "device": str(torch_device), "world_size": ddp.world_size()}
 
     result = training.run(model, task, config, output, meta, torch_device, resume)
@@ -139,7 +149,7 @@ def _check_sigma(mode: str, sigma: float | None) -> None:
 
 
 def _architecture(arch: str, channels: int, depth: int | None, widths: str | None, head: str | None,
-                  mode: str) -> dict:
+                  mode: str, masked: bool) -> dict:
     """The ``BlindSpotConfig`` options of the command line, validated."""
     from ..engine.models.blindspot import PRESETS, BlindSpotConfig
 
@@ -147,7 +157,7 @@ def _architecture(arch: str, channels: int, depth: int | None, widths: str | Non
         raise UsageError(f"--arch {arch!r}: use {' or '.join(PRESETS)}")
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
-    overrides: dict = {"channels": channels, "noise": mode}
+    overrides: dict = {"channels": channels, "noise": mode, "blind": not masked}
     if depth is not None:
         overrides["trunk_depth"] = depth
     if widths is not None:

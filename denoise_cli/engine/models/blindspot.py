@@ -77,6 +77,9 @@ class BlindSpotConfig:
     noise: str = "known"  # known, global or per-image
     noise_widths: tuple[int, ...] = (32, 32, 32)  # 3x3 convolutions of the per-image estimator
     posterior: bool = True  # forward() returns the posterior mean (else the blind-spot mean mu)
+    # False: the branches are ordinary dilated convolutions that also see the centre pixel, the
+    # same network for Noise2Void-style masked training; it outputs its mean, never a posterior.
+    blind: bool = True
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -89,6 +92,8 @@ class BlindSpotConfig:
             raise ValueError("residual additions need the lift (stage 0 must have trunk_width channels)")
         if self.noise == "per-image" and not self.noise_widths:
             raise ValueError("the per-image noise estimator needs at least one layer")
+        if not self.blind and self.noise != "known":
+            raise ValueError("a network without the blind spot has no noise model: its noise must be 'known'")
 
     @classmethod
     def preset(cls, arch: str, **overrides: object) -> "BlindSpotConfig":
@@ -129,6 +134,13 @@ class BlindSpotConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
+class _DilatedConv2d(nn.Conv2d):
+    """The ordinary 3x3 convolution in a branch's place when the network has no blind spot."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
+
+
 class BlindSpotOutput(NamedTuple):
     """What the likelihood needs: prior ``mean`` ``[B, C, H, W]``, covariance ``factor``
     ``[B, C(C+1)/2, H, W]`` (upper triangle of ``A``, row by row) and the noise standard
@@ -161,8 +173,9 @@ class BlindSpot(nn.Module):
         self.trunk = nn.ModuleList(
             nn.Conv2d(stage0 if i == 0 else c.trunk_width, c.trunk_width, 3, padding=1)
             for i in range(c.trunk_depth))
+        branch = BlindSpotConv2d if c.blind else _DilatedConv2d
         self.branches = nn.ModuleList(
-            BlindSpotConv2d(stage0 if i == 0 else c.trunk_width, c.branch_width, dilation=i + 1)
+            branch(stage0 if i == 0 else c.trunk_width, c.branch_width, dilation=i + 1)
             for i in range(c.trunk_depth + 1))
         widths = [c.branch_width * (c.trunk_depth + 1), *c.head_widths, c.channels + c.factor_entries]
         self.head = nn.ModuleList(nn.Conv2d(a, b, 1) for a, b in zip(widths[:-1], widths[1:]))
@@ -268,6 +281,8 @@ class BlindSpot(nn.Module):
         the training loss needs instead of an image.
         """
         mean, factor = self.prior(x)
+        if not self.config.blind:  # it has seen the pixel: its mean is the estimate (Noise2Void)
+            return mean.float()
         if sigma is None:
             noise = self.learned_sigma(x).view(-1, 1, 1, 1)
         else:

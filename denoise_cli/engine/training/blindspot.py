@@ -5,6 +5,10 @@ of every noisy pixel under ``N(mu, Sigma_x + sigma^2 I)``, where ``mu`` and ``Si
 from the pixel's neighbourhood (the blind-spot prior) and ``sigma`` is the known noise level or
 the model's own estimate.  Nothing here reads a clean image for training; clean references,
 when given, only score a validation set.
+
+``MaskedTraining`` is the Noise2Void-style baseline (Krull et al., 2019) for the same trunk
+without the blind spot: a few pixels of each patch are replaced by random neighbours and the
+network learns to predict their noisy values, by squared error at those pixels only.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from .data import IMAGE_SUFFIXES, PatchSampler, to_gray_uint8
 
 NOISY_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")  # float32 .npy keeps unclipped noise exactly, like TIFF
 VALIDATION_TILE = 256  # pixels: bounds validation memory for any image size (tiling is exact)
+MASK_FRACTION = 1 / 64  # of the pixels masked per patch: about 64 of a 64x64 patch, as Krull et al.
+NEIGHBOUR_RADIUS = 2  # a masked pixel takes the value of a random other pixel of its 5x5 window
 
 
 def image_paths(sources: list[Path]) -> list[Path]:
@@ -99,6 +105,8 @@ class BlindSpotTraining:
     with the very patch it was given, never with a clean image.
     """
 
+    scored = ("psnr", "psnr_mean")  # validation PSNR of each of ``estimates``
+
     def __init__(self, sampler: PatchSampler, sigma: float | None,
                  validation: list[tuple[np.ndarray, np.ndarray]] = (),
                  validation_sigma: float | None = None) -> None:
@@ -129,20 +137,70 @@ class BlindSpotTraining:
         scores: dict[str, list[float]] = {"psnr": [], "psnr_mean": [], "sigma_estimate": []}
         for noisy, clean in self.validation:
             x = torch.from_numpy(noisy).permute(2, 0, 1)[None].to(device)
-            if self.validation_sigma is None:
+            if self.validation_sigma is not None:
+                sigma = torch.tensor([self.validation_sigma / 255.0], device=device)
+            elif model.estimates_sigma:
                 sigma = model.learned_sigma(x)  # over the whole image, before tiling
                 scores["sigma_estimate"].append(float(sigma[0]) * 255.0)
             else:
-                sigma = torch.tensor([self.validation_sigma / 255.0], device=device)
+                sigma = None  # a network without the blind spot has no use for the level
 
-            def both(window: torch.Tensor, sigma: torch.Tensor = sigma) -> torch.Tensor:
-                """Posterior mean and blind-spot mean side by side, from one pass."""
-                parts = model(window, sigma, parts=True)
-                return torch.cat([posterior_mean(window, parts.mean, parts.factor, parts.sigma).float(),
-                                  parts.mean.float()], dim=1)
+            def outputs(window: torch.Tensor, sigma: torch.Tensor | None = sigma) -> torch.Tensor:
+                return torch.cat(self.estimates(model, window, sigma), dim=1)
 
-            out = apply_tiled(both, x, VALIDATION_TILE, model.receptive_radius)[0].permute(1, 2, 0).cpu().numpy()
+            out = apply_tiled(outputs, x, VALIDATION_TILE, model.receptive_radius)[0].permute(1, 2, 0).cpu().numpy()
             c = clean.shape[-1]
-            scores["psnr"].append(psnr(quantize_uint8(out[..., :c]), clean))
-            scores["psnr_mean"].append(psnr(quantize_uint8(out[..., c:]), clean))
+            for index, name in enumerate(self.scored):
+                scores[name].append(psnr(quantize_uint8(out[..., index * c: (index + 1) * c]), clean))
         return {name: float(np.mean(values)) for name, values in scores.items() if values}
+
+    @staticmethod
+    def estimates(model: nn.Module, window: torch.Tensor, sigma: torch.Tensor | None) -> list[torch.Tensor]:
+        """Posterior mean and blind-spot mean, from one pass."""
+        parts = model(window, sigma, parts=True)
+        return [posterior_mean(window, parts.mean, parts.factor, parts.sigma).float(), parts.mean.float()]
+
+
+class MaskedTraining(BlindSpotTraining):
+    """A ``Task`` for the Noise2Void-style baseline: the network without the blind spot
+    (``blind=False``) learns to predict masked pixels of noisy patches from their neighbours."""
+
+    scored = ("psnr",)
+
+    def __init__(self, sampler: PatchSampler, validation: list[tuple[np.ndarray, np.ndarray]] = (),
+                 fraction: float = MASK_FRACTION) -> None:
+        super().__init__(sampler, None, validation)
+        self.fraction = fraction
+
+    def batch(self, size: int, generator: torch.Generator, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(inputs, noisy, mask)``: the noisy patches with the masked pixels replaced."""
+        noisy = self.sampler.sample(size, generator)
+        b, c, h, w = noisy.shape
+        mask = torch.rand((b, 1, h, w), generator=generator) < self.fraction
+        side = 2 * NEIGHBOUR_RADIUS + 1
+        choice = torch.randint(0, side * side - 1, (b, 1, h, w), generator=generator)
+        choice = choice + (choice >= side * side // 2).long()  # skip the centre of the window
+        rows = _reflect(torch.arange(h).view(1, 1, h, 1) + choice // side - NEIGHBOUR_RADIUS, h)
+        cols = _reflect(torch.arange(w).view(1, 1, 1, w) + choice % side - NEIGHBOUR_RADIUS, w)
+        index = (rows * w + cols).flatten(1)[:, None].expand(b, c, h * w)
+        replaced = noisy.flatten(2).gather(2, index).view(b, c, h, w)
+        inputs = torch.where(mask, replaced, noisy)
+        return inputs.to(device), noisy.to(device), mask.to(device)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Mean squared error at the masked pixels."""
+        inputs, noisy, mask = batch
+        error = (model(inputs).float() - noisy) ** 2 * mask
+        return error.sum() / (mask.sum() * noisy.shape[1]).clamp_min(1)
+
+    @staticmethod
+    def estimates(model: nn.Module, window: torch.Tensor, sigma: torch.Tensor | None) -> list[torch.Tensor]:
+        return [model(window).float()]
+
+
+def _reflect(position: torch.Tensor, size: int) -> torch.Tensor:
+    """Positions mirrored into ``0..size-1`` without repeating the edge, so a neighbour is
+    never the pixel itself."""
+    position = position.abs()
+    return torch.where(position > size - 1, 2 * (size - 1) - position, position)
