@@ -32,6 +32,8 @@ branches of 64 channels, head 704->384->192->96->out) and ``code`` (the authors'
 ``architecture.py``: no lift, so branch 0 reads the image, no residual additions, 11 branches
 of 18 channels, head 198->198->99->99->out).  LeakyReLU(0.1) follows every convolution but
 the last; padding is zero 'same' padding, which keeps the hole (it adds constants, not pixels).
+With ``blind=False`` the branches are ordinary dilated convolutions: the same network without the
+hole, for the Noise2Void-style masked-training baseline; it outputs its mean.
 """
 from __future__ import annotations
 
