@@ -179,10 +179,13 @@ def test_learned_noise_level_moves_towards_the_truth(tmp_path: Path, mode: str):
     x = torch.from_numpy(noisy).permute(2, 0, 1)[None]
     with torch.no_grad():
         start = float(model.learned_sigma(x)) * 255
-    logs = _short_run(model, BlindSpotTraining(PatchSampler([noisy], 32), sigma=None), 40, tmp_path, lr=2e-2)
+    logs = _short_run(model, BlindSpotTraining(PatchSampler([noisy], 32), sigma=None), 60, tmp_path)
     assert all(np.isfinite(e["loss"]) for e in logs)
     with torch.no_grad():
-        assert start < float(model.learned_sigma(x)) * 255 < 60
+        learned = float(model.learned_sigma(x)) * 255
+    assert start + 2 < learned < 60
+    if mode == "per-image":  # a network, not one scalar: it gets there within these few steps
+        assert abs(learned - 40) < 10
 
 
 def test_tiled_equals_untiled_through_the_engine():

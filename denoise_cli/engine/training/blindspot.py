@@ -24,6 +24,10 @@ from ..physics.noise import protocol_noisy
 from ..tiling import apply_tiled
 from .data import IMAGE_SUFFIXES, PatchSampler, to_gray_uint8
 
+# The learned level's logit starts near 0 and must travel 2-3 units (to sigma 10..50); Adam moves
+# a parameter by about the learning rate per step, so at the trunk's rate that takes 10^4 steps
+# and a short run ends with the level stuck near its start.  The estimator learns this much faster.
+NOISE_LR_SCALE = 20.0
 NOISY_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")  # float32 .npy keeps unclipped noise exactly, like TIFF
 VALIDATION_TILE = 256  # pixels: bounds validation memory for any image size (tiling is exact)
 MASK_FRACTION = 1 / 64  # of the pixels masked per patch: about 64 of a 64x64 patch, as Krull et al.
@@ -116,6 +120,14 @@ class BlindSpotTraining:
         self.sigma = sigma
         self.validation = list(validation)
         self.validation_sigma = validation_sigma
+
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        """The noise level's parameters (a learned level's) in a group of their own, at
+        ``NOISE_LR_SCALE`` times the learning rate."""
+        named = list(model.named_parameters())
+        noise = [p for name, p in named if name.startswith(("noise_net.", "noise_logit"))]
+        rest = [p for name, p in named if not name.startswith(("noise_net.", "noise_logit"))]
+        return [{"params": rest}] + ([{"params": noise, "lr_scale": NOISE_LR_SCALE}] if noise else [])
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
