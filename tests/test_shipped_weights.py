@@ -43,6 +43,8 @@ def test_every_shipped_model_verifies_and_loads():
     ("astronaut.png", 25, 6.0, None),
     ("camera.png", 15, 4.0, None),
     ("astronaut.png", 25, 6.0, "unet3-color-cascade-classify"),
+    ("astronaut.png", 25, 6.0, "blindspot"),
+    ("astronaut.png", 25, 6.0, "blindspot-color-s25"),
 ])
 def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: int, gain: float, model: str | None):
     clean = EXAMPLES / example
@@ -67,3 +69,14 @@ def test_a_family_without_a_model_for_the_image_says_so(tmp_path: Path):
     assert run.returncode == 2
     assert run.stderr.decode().startswith("dncli: error: no gray blindspot model ships")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_the_shipped_blindspot_model_estimates_the_noise_level_itself(tmp_path: Path):
+    noisy, denoised = tmp_path / "noisy.tif", tmp_path / "denoised.png"
+    made = run_dncli("degrade", str(EXAMPLES / "astronaut.png"), "--noise", "gaussian:40", "--seed", "1",
+                     "-o", str(noisy))
+    assert made.returncode == 0, made.stderr.decode()
+    run = run_dncli("denoise", str(noisy), "-s", "auto", "--model", "blindspot", "-o", str(denoised), "--json")
+    assert run.returncode == 0, run.stderr.decode()
+    assert "(by the model)" in run.stderr.decode()
+    assert abs(json.loads(run.stdout)["images"][0]["sigma"] - 40) < 5
