@@ -137,23 +137,26 @@ def quality(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], 
 
 
 def sweep(models: dict[str, torch.nn.Module], supervised: tuple[str, torch.nn.Module], folder: Path,
-          sigmas: list[int], limit: int | None, device: torch.device, precision: str) -> dict[str, list[float]]:
+          sigmas: list[int], limit: int | None, device: torch.device, precision: str
+          ) -> tuple[dict[str, list[float]], int]:
     """Posterior PSNR against the test sigma: every blind-spot model with sigma known and not
-    known at inference, and the supervised model with sigma known (Honzatko et al.'s Figure 2)."""
+    known at inference, and the supervised model with sigma known (Honzatko et al.'s Figure 2);
+    returns the curves and the number of images."""
+    runners = {label: Runner(model, device, precision) for label, model in models.items()}
+    name, network = supervised
+    reference = Runner(network, device, precision)
     curves: dict[str, list[float]] = {}
     for sigma in sigmas:
         pairs = load_set(folder, sigma, limit)
         for label, model in models.items():
-            runner = Runner(model, device, precision)
             for known in (True, False):
                 key = f"{label}, sigma {'known' if known else 'unknown'}"
-                levels = noise_levels(model, runner, pairs, sigma if known else None)
-                curves.setdefault(key, []).append(scores(runner, pairs, levels)[0])
-        name, network = supervised
+                levels = noise_levels(model, runners[label], pairs, sigma if known else None)
+                curves.setdefault(key, []).append(scores(runners[label], pairs, levels)[0])
         curves.setdefault(f"{name} (supervised), sigma known", []).append(
-            scores(Runner(network, device, precision), pairs, [sigma / 255.0] * len(pairs))[0])
+            scores(reference, pairs, [sigma / 255.0] * len(pairs))[0])
         print(f"sweep: sigma {sigma} done", file=sys.stderr, flush=True)
-    return curves
+    return curves, len(pairs)
 
 
 def sweep_report(curves: dict[str, list[float]], sigmas: list[int], set_name: str, images: int,
@@ -260,10 +263,9 @@ def main() -> None:
         supervised_name = args.supervised or ("unet3-gray" if channels == 1 else "unet3-color")
         supervised = weight_files.load_model(weight_files.resolve(supervised_name))
         limit = args.sweep_limit or args.limit
-        curves = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, limit,
-                       device, args.precision)
+        curves, images = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, limit,
+                               device, args.precision)
         plot = args.plot or (args.json.parent if args.json else Path(".")) / "blindspot_sweep.png"
-        images = len(load_set(folder, sigmas[0], limit))
         sweep_report(curves, sigmas, args.sweep_set, images, plot)
         results["sweep"] = {"set": args.sweep_set, "images": images, "sigmas": sigmas, "psnr": curves,
                             "plot": str(plot)}

@@ -90,16 +90,25 @@ def denoiser_details(model, record: dict, results: dict | None, args: argparse.N
     details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
     if results:
         chosen = args.sets.split(",") if args.sets else list(results["sets"])
-        details["metrics"] = {
-            "protocol": "P1",
-            "psnr": {s: {k: round(v["psnr"], 3) for k, v in results["sets"][s].items()} for s in chosen},
-            "ssim": {s: {k: round(v["ssim"], 4) for k, v in results["sets"][s].items()} for s in chosen},
-        }
-        name = "unet3-gray" if channels == 1 else "unet3-color"
-        speed = results.get("models", {}).get(name, {})
-        details["speed"] = {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
-                            "threads": results["threads"]}
+        details["metrics"] = p1_metrics({name: results["sets"][name] for name in chosen})
+        details["speed"] = speed_record(results, "unet3-gray" if channels == 1 else "unet3-color")
     return details
+
+
+def p1_metrics(rows: dict[str, dict[str, dict]]) -> dict:
+    """``rows[set][sigma]`` of a benchmark run as the manifest's rounded P1 PSNR/SSIM."""
+    return {"protocol": "P1",
+            "psnr": {name: {sigma: round(row["psnr"], 3) for sigma, row in by_sigma.items()}
+                     for name, by_sigma in rows.items()},
+            "ssim": {name: {sigma: round(row["ssim"], 4) for sigma, row in by_sigma.items()}
+                     for name, by_sigma in rows.items()}}
+
+
+def speed_record(results: dict, model: str) -> dict:
+    """The measured speed of ``model`` in a benchmark run, with its device and threads."""
+    speed = results.get("models", {}).get(model, {})
+    return {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
+            "threads": results["threads"]}
 
 
 def density_estimator_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
@@ -134,9 +143,7 @@ def blindspot_details(model, record: dict, results: dict | None, args: argparse.
     label = args.checkpoint.name
     sets = {name: rows[label] for name, rows in results["sets"].items() if label in rows}
     details["metrics"] = {
-        "protocol": "P1",
-        "psnr": {name: {sigma: round(row["psnr"], 3) for sigma, row in rows.items()} for name, rows in sets.items()},
-        "ssim": {name: {sigma: round(row["ssim"], 4) for sigma, row in rows.items()} for name, rows in sets.items()},
+        **p1_metrics(sets),
         "psnr_blind_spot_mean": {name: {sigma: round(row["psnr_mean"], 3) for sigma, row in rows.items()}
                                  for name, rows in sets.items()},
     }
@@ -146,9 +153,7 @@ def blindspot_details(model, record: dict, results: dict | None, args: argparse.
             "set": sweep["set"], "sigmas": sweep["sigmas"],
             **{key.split(", ", 1)[1]: [round(v, 3) for v in values]
                for key, values in sweep["psnr"].items() if key.startswith(label + ",")}}
-    speed = results["models"].get(f"{'gray' if channels == 1 else 'colour'}: {label}", {})
-    details["speed"] = {"megapixels_per_s": speed.get("megapixels_per_s"), "device": results["device"],
-                        "threads": results["threads"]}
+    details["speed"] = speed_record(results, f"{'gray' if channels == 1 else 'colour'}: {label}")
     return details
 
 
