@@ -4,6 +4,7 @@ One module, three commands (``COMMANDS``), since they share the model look-up an
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -55,6 +56,10 @@ def train_command(
     depth: Annotated[Optional[int], typer.Option("--depth", help="Residual hidden layers of each DDE [default: 4 "
                                                                  "vectors, 16 images].")] = None,
     activation: Annotated[str, typer.Option("--activation", help="softplus, swish or tanh.")] = "softplus",
+    base: Annotated[Optional[str], typer.Option(
+        "--base", help="gaussian: f is the Gaussian of the data's mean and covariance plus the network, which "
+                       "keeps exp f integrable in many dimensions; none: the network alone [default: gaussian for "
+                       "3 to 4096 dimensions, none otherwise].")] = None,
     latent: Annotated[Optional[int], typer.Option("--latent", help="Generator latent dimension [default: 2 "
                                                                    "vectors, 16 images].")] = None,
     gen_width: Annotated[Optional[int], typer.Option("--gen-width", help="Generator hidden units [default: 64 "
@@ -110,6 +115,7 @@ def train_command(
     """
 
     from ..engine import registry, weights
+    from ..engine.models.dde import MAX_BASE_DIM
     from ..engine.training import ddp
     from ..engine.training.dde import DDESchedule, DDETraining
     from ..engine.training.dde_data import load_data, parse_subset
@@ -131,6 +137,8 @@ def train_command(
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     defaults = IMAGE_DEFAULTS if dataset.is_image else VECTOR_DEFAULTS
+    if base is None:
+        base = "gaussian" if 2 < math.prod(dataset.shape) <= MAX_BASE_DIM else "none"
     unit = 255.0 if dataset.is_image else 1.0  # images: options on the 0..255 scale, tensors in [0, 1]
 
     if resume:
@@ -155,7 +163,7 @@ def train_command(
                    "generator_width": gen_width or defaults["gen_width"],
                    "generator_depth": defaults["gen_depth"] if gen_depth is None else gen_depth,
                    "generator_residual": not dataset.is_image,
-                   "generator_output": "sigmoid" if dataset.is_image else "linear"}
+                   "generator_output": "sigmoid" if dataset.is_image else "linear", "base": base}
     try:
         model = registry.build("dde", options)
     except ValueError as exc:
@@ -164,6 +172,8 @@ def train_command(
         raise UsageError(f"{data}: samples of shape {list(dataset.shape)}, but the checkpoint models "
                          f"{list(model.config.shape)}")
     model.set_data_statistics(*dataset.statistics(seed))
+    if model.config.base == "gaussian":
+        model.set_base(*dataset.moments(seed))
     task = DDETraining(model, dataset, schedule, validation, seed)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size or defaults["batch"],
                          learning_rate=learning_rate, validate_every=validate_every if validation is not None else 0,
@@ -267,8 +277,13 @@ def density_command(
     model: ModelOption,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", help="Score only the first N samples (a toy: draw N) [default: all; a toy: 1000].")] = None,
-    samples: Annotated[int, typer.Option(
-        "--samples", help="Importance samples for log Z (the normaliser).")] = 65536,
+    samples: Annotated[Optional[int], typer.Option(
+        "--samples", help="Importance samples for log Z (the normaliser); with --anneal, chains [default: 65536; "
+                          "with --anneal, 512].")] = None,
+    anneal: Annotated[int, typer.Option(
+        "--anneal", metavar="LEVELS", help="Estimate log Z by annealed importance sampling through LEVELS levels "
+                                           "(e.g. 1000; costs LEVELS times more, but stays accurate in many "
+                                           "dimensions); 0: plain importance sampling.")] = 0,
     repeats: Annotated[int, typer.Option(
         "--repeats", help="Independent estimates of log Z; their spread is reported.")] = 1,
     normalize: Annotated[bool, typer.Option(
@@ -282,8 +297,9 @@ def density_command(
 
     The density is the model's: the data density smoothed by its noise level sigma. It is
     normalised by importance sampling of log Z = log integral exp f from a Gaussian with the
-    moments of the smoothed training data; that estimate is reliable in low dimensions only
-    (a warning says so above 16), where --repeats shows its spread.
+    moments of the smoothed training data (its Gaussian base, for a model that has one). Plain
+    importance sampling is reliable in low dimensions only (a warning says so above 16 without a
+    base); --anneal (annealed importance sampling) goes further, and --repeats shows the spread.
     """
     import json
 
@@ -296,8 +312,9 @@ def density_command(
 
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    if samples < 1 or repeats < 1:
-        raise UsageError("--samples and --repeats must be at least 1")
+    samples = samples if samples is not None else (512 if anneal else 65536)
+    if samples < 1 or repeats < 1 or anneal < 0:
+        raise UsageError("--samples and --repeats must be at least 1, --anneal at least 0")
     torch_device = devices.select_device(device)
     devices.configure_threads(threads)
     network = _load_model(model).to(torch_device)
@@ -315,13 +332,17 @@ def density_command(
     log_z, spread = 0.0, 0.0
     if normalize:
         dim = network.config.dim
-        if dim > MAX_LIKELIHOOD_DIM:
+        if dim > MAX_LIKELIHOOD_DIM and network.config.base != "gaussian" and not anneal:
             console.warn(f"log Z by importance sampling in {dim} dimensions is unreliable (biased low, so the "
-                         "log-densities come out too high); compare --no-normalize values instead")
-        mean, std = sampling.dde_proposal(network)
-        estimates = [sampling.log_normalizer(log_density, dim, mean, std, samples,
-                                             generator=torch.Generator().manual_seed(seed + r), device=torch_device)
-                     for r in range(repeats)]
+                         "log-densities come out too high); try --anneal 1000, or compare --no-normalize values")
+        proposal = sampling.dde_proposal(network)
+
+        def estimate(generator: torch.Generator) -> float:
+            if anneal:
+                return sampling.annealed_log_normalizer(network.energy, proposal, samples, anneal, generator, torch_device)
+            return sampling.log_normalizer(log_density, proposal, samples, generator=generator, device=torch_device)
+
+        estimates = [estimate(torch.Generator().manual_seed(seed + r)) for r in range(repeats)]
         log_z = float(torch.tensor(estimates).mean())
         spread = float(torch.tensor(estimates).std()) if repeats > 1 else 0.0
         console.info(f"log Z = {log_z:.4f}" + (f" ± {spread:.4f} over {repeats} estimates" if repeats > 1 else ""))

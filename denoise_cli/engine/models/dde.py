@@ -13,7 +13,19 @@ differentiable: every activation here is smooth (softplus, swish or tanh, never 
   generator's samples; the generator is trained to minimise ``KL(q_sigma || p_sigma)`` with the
   score difference of the two DDEs;
 * buffers ``data_mean`` and ``data_var`` (per dimension), the moments of the training data, from
-  which ``engine/algorithms/sampling.py`` builds the importance-sampling proposal of log Z.
+  which ``engine/algorithms/sampling.py`` builds the importance-sampling proposal of log Z;
+* with ``base="gaussian"``, ``f = log N(x; m, C + s^2 I) - softplus(-g(z))``: the Gaussian with
+  the training data's mean and covariance smoothed to the level ``s``, times a factor at most 1
+  that a network ``g`` of the whitened input ``z`` learns (buffers ``base_mean``, ``base_basis``,
+  ``base_variances``: the eigendecomposition of ``C``, so every level costs the same).  Why:
+  the network is trained only where noisy data land, in more than a few dimensions a thin
+  shell.  Outside it a plain network grows freely: on 8x8 patches (d = 64) the estimates of
+  log Z of a plain or merely Gaussian-based network kept rising with the effort spent
+  (annealed importance sampling, 300 / 1000 / 3000 levels: 121 / 148 / 163 nats), so ``exp f``
+  had no usable integral.  With the factor bounded by 1, ``Z <= 1`` whatever the network does,
+  the estimates converge (the same three: -301 / -293.4 / -293.0), and the base is a proposal
+  that covers the density.  Whitening gives the network unit-scale inputs in every direction
+  (patch variances span four decades); without it the network barely moved the DDE loss.
 
 Inputs are flattened: vectors are ``[B, D]``, images ``[B, C, H, W]`` in [0, 1] (an MLP on the
 pixels, as the authors' MNIST model).  A *conditional* model takes the noise level as an extra
@@ -33,6 +45,8 @@ from ..registry import register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "swish": nn.SiLU, "tanh": nn.Tanh}
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
+BASES = ("none", "gaussian")
+MAX_BASE_DIM = 4096  # a Gaussian base stores a D x D eigenbasis
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class DDEConfig:
     generator_depth: int = 4  # hidden layers of the generator
     generator_residual: bool = True  # residual hidden layers (2-D toys); False: a plain dense MLP
     generator_output: str = "linear"  # linear (vectors) or sigmoid (images in [0, 1])
+    base: str = "none"  # "gaussian": f = log N(x; data mean, data covariance + s^2 I) + the network
 
     def __post_init__(self) -> None:
         if not self.shape or min(self.shape) < 1 or len(self.shape) not in (1, 3):
@@ -62,6 +77,10 @@ class DDEConfig:
             raise ValueError(f"activation {self.activation!r}: use one of {', '.join(ACTIVATIONS)}")
         if self.generator_output not in GENERATOR_OUTPUTS:
             raise ValueError(f"generator_output {self.generator_output!r}: use {' or '.join(GENERATOR_OUTPUTS)}")
+        if self.base not in BASES:
+            raise ValueError(f"base {self.base!r}: use {' or '.join(BASES)}")
+        if self.base == "gaussian" and self.dim > MAX_BASE_DIM:
+            raise ValueError(f"a Gaussian base needs at most {MAX_BASE_DIM} dimensions, got {self.dim}")
         if self.conditional and not (self.sigma_max is not None and self.sigma_max > self.sigma):
             raise ValueError("a conditional DDE needs sigma_max > sigma")
         if min(self.width, self.depth + 1, self.latent, self.generator_width, self.generator_depth + 1) < 1:
@@ -157,6 +176,13 @@ class DDEModel(nn.Module):
                                     c.generator_residual, c.generator_output) if c.generator else None)
         self.register_buffer("data_mean", torch.zeros(c.dim))
         self.register_buffer("data_var", torch.ones(c.dim))
+        if c.base == "gaussian":
+            for net in (self.real, self.fake):
+                if net is not None:  # the model starts as the base Gaussian
+                    nn.init.zeros_(net.readout.weight)
+            self.register_buffer("base_mean", torch.zeros(c.dim))
+            self.register_buffer("base_basis", torch.eye(c.dim))
+            self.register_buffer("base_variances", torch.ones(c.dim))
 
     @property
     def is_image(self) -> bool:
@@ -166,6 +192,30 @@ class DDEModel(nn.Module):
         """Record the per-dimension mean and variance of the training data (``[D]`` each)."""
         self.data_mean.copy_(mean.reshape(-1))
         self.data_var.copy_(var.reshape(-1).clamp_min(1e-12))
+
+    def set_base(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
+        """The Gaussian base from the training data's mean ``[D]`` and covariance ``[D, D]``."""
+        if self.config.base != "gaussian":
+            raise ValueError("this DDE model has no Gaussian base")
+        variances, basis = torch.linalg.eigh(covariance.double())
+        self.base_mean.copy_(mean.reshape(-1))
+        self.base_basis.copy_(basis)
+        self.base_variances.copy_(variances.clamp_min(0))
+
+    def base_covariance(self, level: float | None = None) -> torch.Tensor:
+        """``C + s^2 I`` of the Gaussian base at ``level`` (default ``config.sigma``), float64."""
+        s = self.config.sigma if level is None else level
+        basis = self.base_basis.double()
+        return (basis * (self.base_variances.double() + s * s)) @ basis.T
+
+    def _whiten(self, x: torch.Tensor, levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, D]`` in the base's eigenbasis, each coordinate divided by its smoothed standard
+        deviation, and the base's log-density there ``[B]``."""
+        with torch.autocast(x.device.type, enabled=False):  # half precision would round the quadratic form
+            variances = self.base_variances + levels.float().unsqueeze(1) ** 2
+            z = (x.float() - self.base_mean) @ self.base_basis / variances.sqrt()
+            log_density = -0.5 * ((z * z).sum(1) + variances.log().sum(1) + z.shape[1] * math.log(2 * math.pi))
+        return z, log_density
 
     def levels(self, level: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
         """The noise level of each of ``batch`` samples as a ``[B]`` float32 tensor."""
@@ -179,12 +229,19 @@ class DDEModel(nn.Module):
         The network's output is divided by the noise level (the sample's own for a conditional
         model, ``config.sigma`` otherwise): near the data ``sigma^2 grad f`` has the size of the
         noise, ``sigma``, so the network itself then learns gradients of unit size at any level.
+        With a Gaussian base (``config.base``, both DDEs) the network instead sees the whitened
+        input ``z`` of :meth:`_whiten`, where the base's score is ``-z``: there too its gradients
+        are of unit size, in every direction.
         """
         net = self.real if network == "real" else self.fake
         if net is None:
             raise ValueError("this DDE model has no generator, hence no 'fake' density")
         levels = self.levels(level if self.config.conditional else None, x.shape[0], x.device)
-        out = net(x.flatten(1), levels.log() if self.config.conditional else None)
+        log_levels = levels.log() if self.config.conditional else None
+        if self.config.base == "gaussian":
+            z, base = self._whiten(x.flatten(1), levels)
+            return base - nn.functional.softplus(-net(z, log_levels))
+        out = net(x.flatten(1), log_levels)
         return out / levels.to(out.dtype)
 
     def forward(self, x: torch.Tensor, level: float | torch.Tensor | None = None) -> torch.Tensor:

@@ -49,7 +49,7 @@ from .dde_data import DDEData
 
 VALIDATION_SAMPLES = 4096  # rows of the validation set used by validate()
 LOG_Z_SAMPLES = 16384  # importance samples of log Z in validate() (low-dimensional data only)
-MAX_LIKELIHOOD_DIM = 16  # above this, importance sampling with a Gaussian proposal is unreliable
+MAX_LIKELIHOOD_DIM = 16  # above this, importance sampling with a diagonal proposal is unreliable
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class DDETraining:
 
     ``validation`` (optional) is held-out data of the same kind; every validation reports the
     normalised DDE loss on it at the final level (``dde_loss``), and for data of at most
-    ``MAX_LIKELIHOOD_DIM`` dimensions the log-likelihood of the validation data
+    ``MAX_LIKELIHOOD_DIM`` dimensions, or a model with a Gaussian base, the log-likelihood of the validation data
     (``log_likelihood``, nats) and, with a generator, the estimate ``kl`` of ``KL(q_s || p_s)``
     from the two normalised DDEs on generator samples.
     """
@@ -224,16 +224,15 @@ class DDETraining:
         noise = torch.randn(data.shape, generator=generator).to(device)
         with torch.enable_grad():  # the trainer validates under no_grad; the loss needs grad f
             metrics = {"dde_loss": dde_loss(model, "real", data, noise, levels).item()}
-        if model.config.dim <= MAX_LIKELIHOOD_DIM:
-            mean, std = sampling.dde_proposal(model)
+        if model.config.dim <= MAX_LIKELIHOOD_DIM or model.config.base == "gaussian":
+            proposal = sampling.dde_proposal(model)
             real = sampling.model_log_density(model, "real")
-            log_z_real = sampling.log_normalizer(real, model.config.dim, mean, std, LOG_Z_SAMPLES,
-                                                 generator=generator, device=device)
+            log_z_real = sampling.log_normalizer(real, proposal, LOG_Z_SAMPLES, generator=generator, device=device)
             metrics["log_likelihood"] = float(real(data.flatten(1)).double().mean()) - log_z_real
             if model.generator is not None:
                 fake = sampling.model_log_density(model, "fake")
-                log_z_fake = sampling.log_normalizer(fake, model.config.dim, mean, std, LOG_Z_SAMPLES,
-                                                     generator=generator, device=device)
+                log_z_fake = sampling.log_normalizer(fake, proposal, LOG_Z_SAMPLES, generator=generator,
+                                                     device=device)
                 samples = sampling.generate(model, len(data), generator, device)
                 samples = samples + model.config.sigma * torch.randn(samples.shape, generator=generator)
                 x = samples.flatten(1).to(device)

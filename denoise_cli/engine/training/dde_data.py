@@ -213,8 +213,17 @@ class DDEData:
 
     def statistics(self, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension mean and variance ``[D]`` (toys: from 100000 seeded draws)."""
-        values = self.all(100000 if self.toy else None, seed).flatten(1).double()
+        values = self._rows(seed)
         return values.mean(0).float(), values.var(0, unbiased=False).float()
+
+    def moments(self, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``[D]`` and covariance ``[D, D]``, float64 (toys: from 100000 seeded draws)."""
+        values = self._rows(seed)
+        centred = values - values.mean(0)
+        return values.mean(0), centred.T @ centred / len(values)
+
+    def _rows(self, seed: int) -> torch.Tensor:
+        return self.all(100000 if self.toy else None, seed).flatten(1).double()
 
 
 def parse_subset(text: str | None) -> tuple[int, int | None] | None:
