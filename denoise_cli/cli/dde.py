@@ -57,9 +57,9 @@ def train_command(
                                                                  "vectors, 16 images].")] = None,
     activation: Annotated[str, typer.Option("--activation", help="softplus, swish or tanh.")] = "softplus",
     base: Annotated[Optional[str], typer.Option(
-        "--base", help="gaussian: f is the Gaussian of the data's mean and covariance plus the network, which "
-                       "keeps exp f integrable in many dimensions; none: the network alone [default: gaussian for "
-                       "3 to 4096 dimensions, none otherwise].")] = None,
+        "--base", help="gaussian: f is the log of the Gaussian with the data's mean and covariance times a "
+                       "learned factor of at most 1, which keeps exp f integrable in many dimensions; none: the "
+                       "network alone [default: gaussian for 3 to 4096 dimensions, none otherwise].")] = None,
     latent: Annotated[Optional[int], typer.Option("--latent", help="Generator latent dimension [default: 2 "
                                                                    "vectors, 16 images].")] = None,
     gen_width: Annotated[Optional[int], typer.Option("--gen-width", help="Generator hidden units [default: 64 "
