@@ -339,7 +339,7 @@ def test_vectors_get_a_gaussian_base_so_their_log_densities_are_normalised(tmp_p
     smoothed = sampling.Proposal(truth.mean, torch.linalg.cholesky(covariance + sigma ** 2 * torch.eye(dim)))
     expected = float(smoothed.log_density(test).mean())
     assert json.loads(result.stdout)["mean"] == pytest.approx(expected, abs=0.5)
-    annealed = run_dncli("dde-density", str(test_path), "--model", str(model), "--json", "--anneal", "200",
+    annealed = run_dncli("dde-density", str(test_path), "--model", str(model), "--json", "--ais", "200",
                          "--threads", "1")
     assert annealed.returncode == 0, annealed.stderr.decode()
     assert json.loads(annealed.stdout)["mean"] == pytest.approx(expected, abs=0.5)

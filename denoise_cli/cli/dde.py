@@ -278,12 +278,12 @@ def density_command(
     limit: Annotated[Optional[int], typer.Option(
         "--limit", help="Score only the first N samples (a toy: draw N) [default: all; a toy: 1000].")] = None,
     samples: Annotated[Optional[int], typer.Option(
-        "--samples", help="Importance samples for log Z (the normaliser); with --anneal, chains [default: 65536; "
-                          "with --anneal, 512].")] = None,
-    anneal: Annotated[int, typer.Option(
-        "--anneal", metavar="LEVELS", help="Estimate log Z by annealed importance sampling through LEVELS levels "
-                                           "(e.g. 1000; costs LEVELS times more, but stays accurate in many "
-                                           "dimensions); 0: plain importance sampling.")] = 0,
+        "--samples", help="Importance samples for log Z (the normaliser); with --ais, chains [default: 65536; "
+                          "with --ais, 512].")] = None,
+    ais: Annotated[int, typer.Option(
+        "--ais", metavar="LEVELS", help="Estimate log Z by annealed importance sampling through LEVELS levels "
+                                        "(e.g. 1000; costs LEVELS times more, but stays accurate in many "
+                                        "dimensions); 0: plain importance sampling.")] = 0,
     repeats: Annotated[int, typer.Option(
         "--repeats", help="Independent estimates of log Z; their spread is reported.")] = 1,
     normalize: Annotated[bool, typer.Option(
@@ -299,7 +299,7 @@ def density_command(
     normalised by importance sampling of log Z = log integral exp f from a Gaussian with the
     moments of the smoothed training data (its Gaussian base, for a model that has one). Plain
     importance sampling is reliable in low dimensions only (a warning says so above 16 without a
-    base); --anneal (annealed importance sampling) goes further, and --repeats shows the spread.
+    base); --ais (annealed importance sampling) goes further, and --repeats shows the spread.
     """
     import json
 
@@ -312,9 +312,9 @@ def density_command(
 
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    samples = samples if samples is not None else (512 if anneal else 65536)
-    if samples < 1 or repeats < 1 or anneal < 0:
-        raise UsageError("--samples and --repeats must be at least 1, --anneal at least 0")
+    samples = samples if samples is not None else (512 if ais else 65536)
+    if samples < 1 or repeats < 1 or ais < 0:
+        raise UsageError("--samples and --repeats must be at least 1, --ais at least 0")
     torch_device = devices.select_device(device)
     devices.configure_threads(threads)
     network = _load_model(model).to(torch_device)
@@ -332,14 +332,14 @@ def density_command(
     log_z, spread = 0.0, 0.0
     if normalize:
         dim = network.config.dim
-        if dim > MAX_LIKELIHOOD_DIM and network.config.base != "gaussian" and not anneal:
+        if dim > MAX_LIKELIHOOD_DIM and network.config.base != "gaussian" and not ais:
             console.warn(f"log Z by importance sampling in {dim} dimensions is unreliable (biased low, so the "
-                         "log-densities come out too high); try --anneal 1000, or compare --no-normalize values")
+                         "log-densities come out too high); try --ais 1000, or compare --no-normalize values")
         proposal = sampling.dde_proposal(network)
 
         def estimate(generator: torch.Generator) -> float:
-            if anneal:
-                return sampling.annealed_log_normalizer(network.energy, proposal, samples, anneal, generator, torch_device)
+            if ais:
+                return sampling.annealed_log_normalizer(network.energy, proposal, samples, ais, generator, torch_device)
             return sampling.log_normalizer(log_density, proposal, samples, generator=generator, device=torch_device)
 
         estimates = [estimate(torch.Generator().manual_seed(seed + r)) for r in range(repeats)]
