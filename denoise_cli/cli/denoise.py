@@ -22,7 +22,7 @@ NAME = "denoise"
 NO_ARGS_IS_HELP = True
 TRAINED_SIGMA_MAX = 75.0
 # --model FAMILY picks the family's gray or colour model by each image's channels.
-FAMILIES = {"unet3": {1: "unet3-gray", 3: "unet3-color"}, "blindspot": {3: "blindspot-color"}}
+FAMILIES = {"unet3": {1: "unet3-gray", 3: "unet3-color"}, "blindspot": {1: "blindspot-gray", 3: "blindspot-color"}}
 
 
 def command(
@@ -107,12 +107,7 @@ def command(
 
 
 def _shipped_name(model: str, channels: int) -> str:
-    if model not in FAMILIES:
-        return model
-    if channels not in FAMILIES[model]:
-        kind = "gray" if channels == 1 else "colour"
-        raise UsageError(f"no {kind} {model} model ships: convert the image, or train one and pass --weights")
-    return FAMILIES[model][channels]
+    return FAMILIES[model][channels] if model in FAMILIES else model
 
 
 def _checked_sigma(text: str) -> float | None:
