@@ -171,9 +171,10 @@ def train_command(
     if list(model.config.shape) != list(dataset.shape):
         raise UsageError(f"{data}: samples of shape {list(dataset.shape)}, but the checkpoint models "
                          f"{list(model.config.shape)}")
-    model.set_data_statistics(*dataset.statistics(seed))
     if model.config.base == "gaussian":
         model.set_base(*dataset.moments(seed))
+    else:
+        model.set_data_statistics(*dataset.statistics(seed))
     task = DDETraining(model, dataset, schedule, validation, seed)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size or defaults["batch"],
                          learning_rate=learning_rate, validate_every=validate_every if validation is not None else 0,
@@ -307,7 +308,7 @@ def density_command(
 
     from ..engine import device as devices
     from ..engine.algorithms import sampling
-    from ..engine.training.dde import MAX_LIKELIHOOD_DIM
+    from ..engine.training.dde import plain_likelihood_is_reliable
     from ..engine.training.dde_data import samples_for
 
     if limit is not None and limit < 1:
@@ -332,7 +333,7 @@ def density_command(
     log_z, spread = 0.0, 0.0
     if normalize:
         dim = network.config.dim
-        if dim > MAX_LIKELIHOOD_DIM and network.config.base != "gaussian" and not ais:
+        if not (ais or plain_likelihood_is_reliable(network)):
             console.warn(f"log Z by importance sampling in {dim} dimensions is unreliable (biased low, so the "
                          "log-densities come out too high); try --ais 1000, or compare --no-normalize values")
         proposal = sampling.dde_proposal(network)

@@ -104,21 +104,18 @@ def annealed_log_normalizer(log_density: LogDensity, proposal: Proposal, chains:
     schedule = torch.sigmoid(torch.linspace(-4.0, 4.0, steps + 1, dtype=torch.float64))
     betas = ((schedule - schedule[0]) / (schedule[-1] - schedule[0])).tolist()
     mean, scale = proposal.mean.to(device), proposal.scale_tril.to(device)
-    u = torch.linalg.solve_triangular(proposal.scale_tril, (proposal.sample(chains, generator) - proposal.mean).T,
-                                      upper=False).T.to(device)
-
-    def terms(point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = mean + point @ scale.T
-        return log_density(x.float()).double(), proposal.log_density(x)
+    # In the whitened coordinates u (x = mean + L u) the proposal is N(0, I): log q = peak - |u|^2 / 2.
+    peak = float(proposal.log_density(proposal.mean.unsqueeze(0)))
+    u = torch.randn(chains, proposal.dim, generator=generator, dtype=torch.float64).to(device)
 
     def evaluate(point: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``log q``, ``f - log q`` and their gradients in ``u`` at every chain's ``point``."""
         with torch.enable_grad():
             point = point.detach().requires_grad_(True)
-            f, log_q = terms(point)
-            (grad_q,) = torch.autograd.grad(log_q.sum(), point, retain_graph=True)
+            f = log_density((mean + point @ scale.T).float()).double()
             (grad_f,) = torch.autograd.grad(f.sum(), point)
-        return log_q.detach(), (f - log_q).detach(), grad_q, grad_f - grad_q
+        log_q = peak - 0.5 * (point.detach() ** 2).sum(1)
+        return log_q, f.detach() - log_q, -point.detach(), grad_f + point.detach()
 
     def level(state: tuple[torch.Tensor, ...], beta: float) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi_beta and its gradient from an ``evaluate`` result."""

@@ -194,19 +194,20 @@ class DDEModel(nn.Module):
         self.data_var.copy_(var.reshape(-1).clamp_min(1e-12))
 
     def set_base(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
-        """The Gaussian base from the training data's mean ``[D]`` and covariance ``[D, D]``."""
+        """The Gaussian base, and the data statistics, from the training data's mean ``[D]`` and
+        covariance ``[D, D]``."""
         if self.config.base != "gaussian":
             raise ValueError("this DDE model has no Gaussian base")
+        self.set_data_statistics(mean.float(), covariance.diagonal().float())
         variances, basis = torch.linalg.eigh(covariance.double())
         self.base_mean.copy_(mean.reshape(-1))
         self.base_basis.copy_(basis)
         self.base_variances.copy_(variances.clamp_min(0))
 
-    def base_covariance(self, level: float | None = None) -> torch.Tensor:
-        """``C + s^2 I`` of the Gaussian base at ``level`` (default ``config.sigma``), float64."""
-        s = self.config.sigma if level is None else level
+    def base_covariance(self) -> torch.Tensor:
+        """``C + sigma^2 I``, the covariance of the Gaussian base at ``config.sigma``, float64."""
         basis = self.base_basis.double()
-        return (basis * (self.base_variances.double() + s * s)) @ basis.T
+        return (basis * (self.base_variances.double() + self.config.sigma ** 2)) @ basis.T
 
     def _whiten(self, x: torch.Tensor, levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, D]`` in the base's eigenbasis, each coordinate divided by its smoothed standard

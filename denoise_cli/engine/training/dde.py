@@ -52,6 +52,12 @@ LOG_Z_SAMPLES = 16384  # importance samples of log Z in validate() (low-dimensio
 MAX_LIKELIHOOD_DIM = 16  # above this, importance sampling with a diagonal proposal is unreliable
 
 
+def plain_likelihood_is_reliable(model: DDEModel) -> bool:
+    """Whether plain importance sampling from ``sampling.dde_proposal`` normalises ``model``: in
+    at most ``MAX_LIKELIHOOD_DIM`` dimensions, or with a Gaussian base (then the proposal)."""
+    return model.config.dim <= MAX_LIKELIHOOD_DIM or model.config.base == "gaussian"
+
+
 @dataclass(frozen=True)
 class DDESchedule:
     """Noise levels and update order; levels in data units, steps 0-based.
@@ -163,8 +169,8 @@ class DDETraining:
     """A ``Task`` for the trainer: a ``dde`` model (``engine/models/dde.py``) on ``data``.
 
     ``validation`` (optional) is held-out data of the same kind; every validation reports the
-    normalised DDE loss on it at the final level (``dde_loss``), and for data of at most
-    ``MAX_LIKELIHOOD_DIM`` dimensions, or a model with a Gaussian base, the log-likelihood of the validation data
+    normalised DDE loss on it at the final level (``dde_loss``), and where
+    :func:`plain_likelihood_is_reliable`, the log-likelihood of the validation data
     (``log_likelihood``, nats) and, with a generator, the estimate ``kl`` of ``KL(q_s || p_s)``
     from the two normalised DDEs on generator samples.
     """
@@ -224,7 +230,7 @@ class DDETraining:
         noise = torch.randn(data.shape, generator=generator).to(device)
         with torch.enable_grad():  # the trainer validates under no_grad; the loss needs grad f
             metrics = {"dde_loss": dde_loss(model, "real", data, noise, levels).item()}
-        if model.config.dim <= MAX_LIKELIHOOD_DIM or model.config.base == "gaussian":
+        if plain_likelihood_is_reliable(model):
             proposal = sampling.dde_proposal(model)
             real = sampling.model_log_density(model, "real")
             log_z_real = sampling.log_normalizer(real, proposal, LOG_Z_SAMPLES, generator=generator, device=device)
