@@ -151,6 +151,40 @@ def test_resume_after_an_interruption_is_exact(tmp_path: Path):
         assert torch.equal(tensor, resumed["state_dict"][name]), name
 
 
+def test_init_fine_tunes_given_weights_and_checks_their_kind(tmp_path: Path):
+    _train_cli(tmp_path, tmp_path / "start.pt", "--max-steps", "3")
+    _train_cli(tmp_path, tmp_path / "tuned.pt", "--max-steps", "1", "--lr", "1e-12",
+               "--init", str(tmp_path / "start.pt"))
+    start, tuned = (weights.load_checkpoint(tmp_path / f"{n}.pt") for n in ("start", "tuned"))
+    for name, tensor in start["state_dict"].items():
+        torch.testing.assert_close(tuned["state_dict"][name], tensor, rtol=0, atol=1e-6)
+    assert tuned["meta"]["initial_weights"] == str(tmp_path / "start.pt")
+    result = run_dncli("train", str(tmp_path / "data"), "-o", str(tmp_path / "colour.pt"), "--channels", "3",
+                       "--init", str(tmp_path / "start.pt"), "--max-steps", "1")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("dncli: error: --init") and not (tmp_path / "colour.pt").exists()
+
+
+def test_diverging_training_stops_without_checkpointing_it(tmp_path: Path):
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
+    class Diverging:
+        def batch(self, size, generator, device):
+            return torch.rand(size, 1, 16, 16)
+
+        def loss(self, model, batch):
+            return model(batch, 0.1).mean() * float("nan")
+
+        def validate(self, model, device):
+            return {}
+
+    model = registry.build("unet3", {"channels": 1, **TINY})
+    with pytest.raises(FloatingPointError, match="nan"):
+        train(model, Diverging(), TrainConfig(max_steps=5, warmup_steps=1, validate_every=0),
+              tmp_path / "c.pt", {}, torch.device("cpu"))
+    assert not (tmp_path / "c.pt").exists()
+
+
 def test_trained_file_is_usable_weights(tmp_path: Path):
     _train_cli(tmp_path, tmp_path / "model.pt", "--max-steps", "3")
     image = write_png(tmp_path / "n.png", synthetic_image(40, 40, 1))

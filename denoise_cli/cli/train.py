@@ -39,6 +39,8 @@ def command(
     blocks: Annotated[str, typer.Option("--blocks", help="Bottleneck blocks: encoder 2, encoder 3, decoder 2.")] = "2,4,1",
     validate_every: ValidateEvery = 500,
     checkpoint_every: CheckpointEvery = 300.0,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Start from these weights (a shipped name or a file) instead of random ones.")] = None,
     resume: Resume = False,
     seed: Seed = 0,
     device: Device = None,
@@ -65,8 +67,16 @@ def command(
                "decoder_blocks": training.numbers(blocks, 3, "--blocks", int)[2]}
     if resume:
         record = weights.load_checkpoint(output)
-        options = record["options"]
-    model = registry.build("unet3", options)
+        initial_weights = record["meta"].get("initial_weights")
+        model = weights.model_from_record(record, str(output))
+    elif init:
+        record, initial_weights = weights.load_checkpoint(weights.resolve(init)), init
+        if record["arch"] != "unet3" or record["options"].get("channels") != channels:
+            raise UsageError(f"--init {init}: not a unet3 denoiser with {channels} channel(s)")
+        model = weights.model_from_record(record, init)
+    else:
+        initial_weights = None
+        model = registry.build("unet3", options)
     console.info(f"loading training images from {', '.join(map(str, data))}")
     sampler = PatchSampler(load_images(data, channels), patch)
     validation = load_images([val], channels) if val else []
@@ -74,8 +84,8 @@ def command(
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
                          seed=seed, precision=precision)
-    meta = {"training_data": [str(d) for d in data], "sigma_range": [low, high], "loss": loss,
-            "patch": patch, "device": str(torch_device), "world_size": ddp.world_size()}
+    meta = {"training_data": [str(d) for d in data], "sigma_range": [low, high], "loss": loss, "patch": patch,
+            "initial_weights": initial_weights, "device": str(torch_device), "world_size": ddp.world_size()}
 
     result = training.run(model, task, config, output, meta, torch_device, resume)
     if json_output:

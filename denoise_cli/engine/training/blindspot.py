@@ -131,7 +131,7 @@ class BlindSpotTraining:
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        noisy = self.sampler.sample(size, generator).to(device)
+        noisy = self.sampler.sample(size, generator, device)
         sigma = None if self.sigma is None else torch.full((size,), self.sigma / 255.0, device=device)
         return noisy, sigma
 

@@ -39,6 +39,14 @@ def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[n
     return images
 
 
+def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded from ``generator``, so that noise is drawn where the
+    network runs (no host-to-device copy of it) and still follows the step's seed."""
+    seeded = torch.Generator(device=device)
+    seeded.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return seeded
+
+
 class PatchSampler:
     """Random square patches with one of the 8 flips/rotations, as float tensors in [0, 1].
 
@@ -60,7 +68,9 @@ class PatchSampler:
         self.weights = areas / areas.sum()
         self.patch_size = patch_size
 
-    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, count: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``count`` patches ``[count, C, P, P]`` on ``device``, moved there before their
+        conversion to float."""
         p = self.patch_size
         picks = torch.multinomial(self.weights, count, replacement=True, generator=generator)
         patches = []
@@ -74,4 +84,4 @@ class PatchSampler:
             if int(torch.randint(0, 2, (1,), generator=generator)):
                 patch = patch.flip(2)
             patches.append(patch)
-        return torch.stack(patches).float() / self.scale
+        return torch.stack(patches).to(device).float() / self.scale

@@ -63,7 +63,7 @@ from torch import nn
 
 from ..metrics import psnr, quantize_uint8
 from ..physics.noise import protocol_noisy
-from .data import PatchSampler
+from .data import PatchSampler, device_generator
 
 
 class MapDenoiserTraining:
@@ -89,13 +89,12 @@ class MapDenoiserTraining:
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device):
         """``(clean, D's input, R's noise, noise added to D's output)``, each ``[size, C, P, P]``."""
-        clean = self.sampler.sample(size, generator)
+        clean = self.sampler.sample(size, generator, device)
         low, high = self.input_sigma
-        level = low + (high - low) * torch.rand(size, generator=generator)
-        inputs = clean + torch.randn(clean.shape, generator=generator) * level.view(-1, 1, 1, 1)
-        aux_noise = torch.randn(clean.shape, generator=generator) * self.sigma_r
-        probe_noise = torch.randn(clean.shape, generator=generator) * self.sigma_r
-        return tuple(t.to(device) for t in (clean, inputs, aux_noise, probe_noise))
+        level = (low + (high - low) * torch.rand(size, generator=generator)).to(device)
+        noise = torch.randn((3, *clean.shape), generator=device_generator(generator, device), device=device)
+        inputs = clean + noise[0] * level.view(-1, 1, 1, 1)
+        return clean, inputs, noise[1] * self.sigma_r, noise[2] * self.sigma_r
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         clean, inputs, aux_noise, probe_noise = batch

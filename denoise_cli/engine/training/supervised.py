@@ -8,7 +8,7 @@ from torch import nn
 
 from ..metrics import psnr, quantize_uint8
 from ..physics.noise import protocol_noisy
-from .data import PatchSampler
+from .data import PatchSampler, device_generator
 
 LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 
@@ -34,11 +34,11 @@ class SupervisedDenoising:
         self.validation_sigmas = validation_sigmas
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device):
-        clean = self.sampler.sample(size, generator)
+        clean = self.sampler.sample(size, generator, device)
         low, high = self.sigma_range
-        sigma = (low + (high - low) * torch.rand(size, generator=generator)) / 255.0
-        noise = torch.randn(clean.shape, generator=generator) * sigma.view(-1, 1, 1, 1)
-        return (clean + noise).to(device), sigma.to(device), clean.to(device)
+        sigma = ((low + (high - low) * torch.rand(size, generator=generator)) / 255.0).to(device)
+        noise = torch.randn(clean.shape, generator=device_generator(generator, device), device=device)
+        return clean + noise * sigma.view(-1, 1, 1, 1), sigma, clean
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         noisy, sigma, clean = batch

@@ -126,9 +126,18 @@ def train(
 
     start = time.monotonic()
     last_checkpoint = start
-    running, running_count = 0.0, 0
+    # The running loss stays on the device and is read at log and checkpoint times only: a
+    # read every step would make the host wait for the device and keep it from queueing work.
+    running, running_count = torch.zeros((), device=device), 0
+
+    def mean_loss() -> float:
+        value = running.item() / max(1, running_count)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} in the {running_count} steps before step {step}")
+        return value
 
     def save() -> None:
+        mean_loss()  # never checkpoint a diverged network
         if dist.is_main:
             weights.save_checkpoint(
                 checkpoint, model, weights_meta, optimizer=optimizer, step=step,
@@ -149,8 +158,6 @@ def train(
         batch = task.batch(config.batch_size, _step_generator(config.seed, dist.rank, step), device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             loss = task.loss(trained, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -159,13 +166,14 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        running += loss.item()
+        running += loss.detach().float()
         running_count += 1
-        if dist.is_main and (step % config.log_every == 0 or step == config.max_steps):
-            on_event({"kind": "log", "step": step, "max_steps": config.max_steps,
-                      "loss": running / running_count, "lr": config.learning_rate_at(step - 1),
-                      "elapsed": elapsed_before + time.monotonic() - start})
-            running, running_count = 0.0, 0
+        if step % config.log_every == 0 or step == config.max_steps:
+            loss_value = mean_loss()
+            if dist.is_main:
+                on_event({"kind": "log", "step": step, "max_steps": config.max_steps, "loss": loss_value,
+                          "lr": config.learning_rate_at(step - 1), "elapsed": elapsed_before + time.monotonic() - start})
+            running, running_count = torch.zeros((), device=device), 0
         if config.validate_every and step % config.validate_every == 0 and dist.is_main:
             model.eval()
             with torch.no_grad():
