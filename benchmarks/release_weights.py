@@ -11,7 +11,8 @@ Writes ``weights/NAME.pt`` (the checkpoint without optimizer state, float32) and
 architecture and options, parameters, training data, steps, wall time, hardware, sha256 and
 size, plus what the architecture is measured by: for the image denoisers MACs per pixel and the
 P1 PSNR/SSIM of a ``benchmarks/denoise.py --json`` run, for density estimators (``dde``) the
-test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run, for task
+test log-likelihoods (or MNIST sample scores) of a ``benchmarks/dde.py --json`` run, for MAP
+denoiser pairs the P2 scores of ADMM in a ``benchmarks/deblur.py --json`` run, for task
 networks and cascade-trained denoisers their scores in a ``benchmarks/cascade.py --json`` run, for
 blind-spot denoisers the P1 scores and sweep of a ``benchmarks/blindspot.py --json`` run.
 """
@@ -72,6 +73,8 @@ def main() -> None:
         measure = cascade_details
     elif record["arch"] == "blindspot":
         measure = blindspot_details
+    elif record["arch"] == "map-denoiser":
+        measure = map_denoiser_details
     else:
         measure = denoiser_details
     entry.update(measure(model, record, results, args))
@@ -92,6 +95,29 @@ def denoiser_details(model, record: dict, results: dict | None, args: argparse.N
         chosen = args.sets.split(",") if args.sets else list(results["sets"])
         details["metrics"] = p1_metrics({name: results["sets"][name] for name in chosen})
         details["speed"] = speed_record(results, "unet3-gray" if channels == 1 else "unet3-color")
+    return details
+
+
+def map_denoiser_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
+    """MACs per pixel of one network of the pair, and the P2 PSNR/SSIM and time of ADMM with the
+    pair in a ``benchmarks/deblur.py --json`` run."""
+    channels = model.config.channels
+    details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
+    if results:
+        chosen = args.sets.split(",") if args.sets else list(results["sets"])
+        rows = {name: {sigma: methods["ADMM + MAP"] for sigma, methods in results["sets"][name].items()}
+                for name in chosen}
+        details["metrics"] = {
+            "protocol": "P2", "method": "ADMM + MAP", "kernels": results["kernels"],
+            "psnr": {name: {sigma: round(row["psnr"], 3) for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
+            "ssim": {name: {sigma: round(row["ssim"], 4) for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
+            "runs": {name: {sigma: row["runs"] for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()}}
+        details["speed"] = {"seconds_per_image": {name: {sigma: round(row["seconds_per_image"], 2)
+                                                         for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
+                            "device": results["device"], "threads": results["threads"]}
+        details["summary"] = ", ".join(f"P2 ADMM {name} σ{sigma}: {psnr:.2f}"
+                                       for name, by_sigma in details["metrics"]["psnr"].items()
+                                       for sigma, psnr in by_sigma.items())
     return details
 
 
