@@ -107,14 +107,14 @@ def map_denoiser_details(model, record: dict, results: dict | None, args: argpar
         chosen = args.sets.split(",") if args.sets else list(results["sets"])
         rows = {name: {sigma: methods["ADMM + MAP"] for sigma, methods in results["sets"][name].items()}
                 for name in chosen}
-        details["metrics"] = {
-            "protocol": "P2", "method": "ADMM + MAP", "kernels": results["kernels"],
-            "psnr": {name: {sigma: round(row["psnr"], 3) for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
-            "ssim": {name: {sigma: round(row["ssim"], 4) for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
-            "runs": {name: {sigma: row["runs"] for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()}}
-        details["speed"] = {"seconds_per_image": {name: {sigma: round(row["seconds_per_image"], 2)
-                                                         for sigma, row in by_sigma.items()} for name, by_sigma in rows.items()},
-                            "device": results["device"], "threads": results["threads"]}
+
+        def field(name: str, digits: int) -> dict:
+            return {s: {sigma: round(row[name], digits) for sigma, row in by_sigma.items()} for s, by_sigma in rows.items()}
+
+        details["metrics"] = {"protocol": "P2", "method": "ADMM + MAP", "kernels": results["kernels"],
+                              "psnr": field("psnr", 3), "ssim": field("ssim", 4), "runs": field("runs", 0)}
+        details["speed"] = {"seconds_per_image": field("seconds_per_image", 2), "device": results["device"],
+                            "threads": results["threads"]}
         details["summary"] = ", ".join(f"P2 ADMM {name} σ{sigma}: {psnr:.2f}"
                                        for name, by_sigma in details["metrics"]["psnr"].items()
                                        for sigma, psnr in by_sigma.items())
