@@ -87,13 +87,17 @@ def main() -> None:
     print(f"{target} sha256 {entry['sha256']}")
 
 
+def chosen_sets(results: dict, args: argparse.Namespace) -> list[str]:
+    """The sets of a benchmark run that belong to this model: --sets, else all of them."""
+    return args.sets.split(",") if args.sets else list(results["sets"])
+
+
 def denoiser_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
     """MACs per pixel, and the P1 PSNR/SSIM and speed of a ``benchmarks/denoise.py`` run."""
     channels = model.config.channels
     details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
     if results:
-        chosen = args.sets.split(",") if args.sets else list(results["sets"])
-        details["metrics"] = p1_metrics({name: results["sets"][name] for name in chosen})
+        details["metrics"] = p1_metrics({name: results["sets"][name] for name in chosen_sets(results, args)})
         details["speed"] = speed_record(results, "unet3-gray" if channels == 1 else "unet3-color")
     return details
 
@@ -104,15 +108,14 @@ def map_denoiser_details(model, record: dict, results: dict | None, args: argpar
     channels = model.config.channels
     details: dict = {"macs_per_pixel": macs_per_pixel(model, channels)}
     if results:
-        chosen = args.sets.split(",") if args.sets else list(results["sets"])
         rows = {name: {sigma: methods["ADMM + MAP"] for sigma, methods in results["sets"][name].items()}
-                for name in chosen}
+                for name in chosen_sets(results, args)}
 
         def field(name: str, digits: int) -> dict:
             return {s: {sigma: round(row[name], digits) for sigma, row in by_sigma.items()} for s, by_sigma in rows.items()}
 
-        details["metrics"] = {"protocol": "P2", "method": "ADMM + MAP", "kernels": results["kernels"],
-                              "psnr": field("psnr", 3), "ssim": field("ssim", 4), "runs": field("runs", 0)}
+        details["metrics"] = {**p1_metrics(rows), "protocol": "P2", "method": "ADMM + MAP",
+                              "kernels": results["kernels"], "runs": field("runs", 0)}
         details["speed"] = {"seconds_per_image": field("seconds_per_image", 2), "device": results["device"],
                             "threads": results["threads"]}
         details["summary"] = ", ".join(f"P2 ADMM {name} σ{sigma}: {psnr:.2f}"

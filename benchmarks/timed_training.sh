@@ -15,39 +15,37 @@ mkdir -p "$logs"
 started=$(date +%s)
 mapfile -t jobs < <(grep -v '^\s*\(#\|$\)' "$jobfile")
 
-stretch() {  # PHASE OPTIONS...: every job for one stretch, side by side; stops at the first failure
-    local phase=$1 pids=() i
+warmup_end=50 measure_end=190  # both inside the trainer's 200 warm-up steps, which no --max-steps changes
+declare -a job_options  # per job, added to a stretch's own options
+
+stretch() {  # PHASE OPTIONS...: every job for one stretch, side by side; fails if any job failed
+    local phase=$1 pids=() i failed=0
     shift
     for i in "${!jobs[@]}"; do
-        bash -c "${jobs[$i]} $* --json" >"$logs/job$i.$phase.json" 2>"$logs/job$i.$phase.log" &
+        bash -c "${jobs[$i]} $* ${job_options[$i]:-} --json" >"$logs/job$i.$phase.json" 2>"$logs/job$i.$phase.log" &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" || { echo "job $i failed in $phase:" >&2; tail -5 "$logs/job$i.$phase.log" >&2; exit 1; }
+        wait "${pids[$i]}" || { echo "job $i failed in $phase:" >&2; tail -5 "$logs/job$i.$phase.log" >&2; failed=1; }
     done
+    return $failed
 }
 
-elapsed_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["elapsed"])' "$1"; }
-
-stretch warmup --max-steps 50
-stretch measure --max-steps 190 --resume
+stretch warmup --max-steps $warmup_end
+stretch measure --max-steps $measure_end --resume
 left=$(( budget - ($(date +%s) - started) ))
-declare -a steps
 for i in "${!jobs[@]}"; do
-    rate=$(python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(140 / (b - a))' \
-        "$(elapsed_of "$logs/job$i.warmup.json")" "$(elapsed_of "$logs/job$i.measure.json")")
-    # 15% spare (measured rates run high when the jobs do not overlap exactly) for validation, checkpoints and the start of each process
-    steps[$i]=$(python3 -c 'import sys; r, t = map(float, sys.argv[1:]); print(190 + int(0.85 * r * t))' "$rate" "$left")
-    echo "job $i: $rate steps/s, training to step ${steps[$i]} in ${left}s" >&2
+    # Steps per second from the elapsed training time of the two stretches; 15% spare (measured
+    # rates run high when the jobs do not overlap exactly) for validation, checkpoints and the
+    # start of each process.
+    read -r rate steps < <(python3 -c '
+import json, sys
+warmup, measure, left, first, last = sys.argv[1:]
+elapsed = [json.load(open(path))["elapsed"] for path in (warmup, measure)]
+rate = (int(last) - int(first)) / (elapsed[1] - elapsed[0])
+print(rate, int(last) + int(0.85 * rate * float(left)))' \
+        "$logs/job$i.warmup.json" "$logs/job$i.measure.json" "$left" $warmup_end $measure_end)
+    job_options[$i]="--max-steps $steps"
+    echo "job $i: $rate steps/s, training to step $steps in ${left}s" >&2
 done
-pids=()
-for i in "${!jobs[@]}"; do
-    bash -c "${jobs[$i]} --max-steps ${steps[$i]} --max-time $((left - 10)) --resume --json" \
-        >"$logs/job$i.train.json" 2>"$logs/job$i.train.log" &
-    pids+=($!)
-done
-status=0
-for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { echo "job $i failed:" >&2; tail -5 "$logs/job$i.train.log" >&2; status=1; }
-done
-exit $status
+stretch train --max-time $((left - 10)) --resume

@@ -15,6 +15,13 @@ from conftest import ROOT, run_dncli
 EXAMPLES = ROOT / "examples"
 
 
+def _psnr(path: Path, clean: Path) -> float:
+    """PSNR of ``path`` against ``clean``, in dB, as ``dncli eval-psnr`` measures it."""
+    result = run_dncli("eval-psnr", str(path), "--ref", str(clean), "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)["mean"]["psnr"]
+
+
 def test_manifest_lists_a_gray_and_a_colour_model_that_verify():
     from denoise_cli.engine import weights
 
@@ -57,12 +64,7 @@ def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: i
     run = run_dncli("denoise", str(noisy), "-s", str(sigma), "-o", str(denoised), "--depth", "8", *chosen)
     assert run.returncode == 0, run.stderr.decode()
 
-    def score(path: Path) -> float:
-        result = run_dncli("eval-psnr", str(path), "--ref", str(clean), "--json")
-        assert result.returncode == 0, result.stderr.decode()
-        return json.loads(result.stdout)["mean"]["psnr"]
-
-    assert score(denoised) > score(noisy) + gain
+    assert _psnr(denoised, clean) > _psnr(noisy, clean) + gain
 
 
 def test_the_shipped_blindspot_model_estimates_the_noise_level_itself(tmp_path: Path):
@@ -92,9 +94,4 @@ def test_the_shipped_map_pair_of_each_colour_mode_deblurs_its_example(tmp_path: 
     assert run.returncode == 0, run.stderr.decode()
     assert "ships; using" not in run.stderr.decode()  # the pair of the image's own colour mode
 
-    def score(path: Path) -> float:
-        result = run_dncli("eval-psnr", str(path), "--ref", str(clean), "--json")
-        assert result.returncode == 0, result.stderr.decode()
-        return json.loads(result.stdout)["mean"]["psnr"]
-
-    assert score(restored) > score(blurred) + 2.0
+    assert _psnr(restored, clean) > _psnr(blurred, clean) + 2.0

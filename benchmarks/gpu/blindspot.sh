@@ -2,14 +2,13 @@
 # GPU training of the blind-spot models of one colour mode (CH=3 colour, CH=1 gray): noisy
 # training sets synthesised on the machine (benchmarks/blindspot_data.py, seed 0), then the
 # sigma-25 and sigma 5..50 (per-image level) models side by side for BUDGET seconds.
-#   OUT=results DATA=.gpu CH=3 bash benchmarks/gpu/blindspot.sh
+#   OUT=results DATA=.gpu CH=3 BUDGET=440 bash benchmarks/gpu/blindspot.sh
 # Measured on an H100 (2026-11-23): 1.4 steps/s at figure widths, batch 32, patch 128, fp32,
-# with the GPU mostly idle: profile a few steps before a long run.
+# with the GPU idle most of the time: profile a few steps before a long run.
 set -uo pipefail
+LABEL=blindspot BUDGET=${BUDGET:-440}
 source "$(dirname "$0")/common.sh"
-budget=${BUDGET:-440} device=${DEVICE:-cuda} extra=${EXTRA:-} channels=${CH:-3}
-log_gpu_utilisation "$OUT/gpu_util_blindspot.txt"
-work=/tmp/blindspot-release; rm -rf $work; mkdir -p $work
+channels=${CH:-3}
 if [ "$channels" = 3 ]; then
     kind=color sources="$DATA/CBSD432/train $DATA/CBSD432/val $DATA/CBSD432/test"
 else
@@ -23,7 +22,4 @@ cat >$work/jobs <<JOBS
 dncli blindspot-train $work/s25 -o $work/blindspot-$kind-s25.pt --sigma 25 $common
 dncli blindspot-train $work/5-50 -o $work/blindspot-$kind.pt --sigma-mode per-image $common
 JOBS
-bash benchmarks/timed_training.sh $budget $work/jobs $work/logs; echo "training rc=$?"
-for model in blindspot-$kind-s25 blindspot-$kind; do strip_optimiser $work/$model.pt $OUT/$model.pt; done
-grep -h validation $work/logs/*.train.log | tail -n 6; tail -n 2 $work/logs/*.train.log
-tar czf $OUT/logs_blindspot.tgz -C $work logs
+train_side_by_side blindspot-$kind-s25 blindspot-$kind

@@ -3,17 +3,13 @@
 # for BUDGET seconds (benchmarks/timed_training.sh), then a Set12 check with the GPU's speed.
 #   OUT=results DATA=.gpu bash benchmarks/gpu/denoise.sh      (DATA: see benchmarks/gpu/README.md)
 set -uo pipefail
+LABEL=denoise
 source "$(dirname "$0")/common.sh"
-budget=${BUDGET:-470} device=${DEVICE:-cuda} extra=${EXTRA:-}
-log_gpu_utilisation "$OUT/gpu_util_denoise.txt"
-work=/tmp/denoise-release; rm -rf $work; mkdir -p $work
+common="--val $DATA/val8 --patch 128 --batch-size 32 --validate-every 1000 --checkpoint-every 120 --device $device $extra"
 cat >$work/jobs <<JOBS
-dncli train $DATA/CBSD432/train $DATA/CBSD432/test -o $work/color.pt --channels 3 --init unet3-color --val $DATA/val8 --patch 128 --batch-size 32 --validate-every 1000 --checkpoint-every 120 --device $device $extra
-dncli train $DATA/Train400 -o $work/gray.pt --channels 1 --init unet3-gray --val $DATA/val8 --patch 128 --batch-size 32 --validate-every 1000 --checkpoint-every 120 --device $device $extra
+dncli train $DATA/CBSD432/train $DATA/CBSD432/test -o $work/color.pt --channels 3 --init unet3-color $common
+dncli train $DATA/Train400 -o $work/gray.pt --channels 1 --init unet3-gray $common
 JOBS
-bash benchmarks/timed_training.sh $budget $work/jobs $work/logs; echo "training rc=$?"
-for model in color gray; do strip_optimiser $work/$model.pt $OUT/$model.pt; done
-tail -n 4 $work/logs/*.train.log
-tar czf $OUT/logs_denoise.tgz -C $work logs
+train_side_by_side color gray
 python3 benchmarks/denoise.py --data $DATA --sets Set12 --sigmas 15,25,50 --weights-color $OUT/color.pt \
     --weights-gray $OUT/gray.pt --device $device --json $OUT/bench_denoise.json ${BENCH:-}

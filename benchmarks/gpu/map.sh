@@ -3,16 +3,11 @@
 # and gray (sigma_R 7), side by side for BUDGET seconds.
 #   OUT=results DATA=.gpu bash benchmarks/gpu/map.sh
 set -uo pipefail
+LABEL=map
 source "$(dirname "$0")/common.sh"
-budget=${BUDGET:-470} device=${DEVICE:-cuda} extra=${EXTRA:-}
-log_gpu_utilisation "$OUT/gpu_util_map.txt"
-work=/tmp/map-release; rm -rf $work; mkdir -p $work
 common="--layers 12 --width 48 --val $DATA/val8 --patch 40 --batch-size 128 --lr 4e-4 --validate-every 1000 --checkpoint-every 120 --device $device $extra"
 cat >$work/jobs <<JOBS
 dncli map-train $DATA/CBSD432/train $DATA/CBSD432/test -o $work/map-color.pt --channels 3 --sigma-r 11 --input-sigma 0,22 $common
 dncli map-train $DATA/Train400 -o $work/map-gray.pt --channels 1 --sigma-r 7 --input-sigma 0,14 $common
 JOBS
-bash benchmarks/timed_training.sh $budget $work/jobs $work/logs; echo "training rc=$?"
-for model in map-color map-gray; do strip_optimiser $work/$model.pt $OUT/$model.pt; done
-grep -h validation $work/logs/*.train.log | tail -n 8; tail -n 2 $work/logs/*.train.log
-tar czf $OUT/logs_map.tgz -C $work logs
+train_side_by_side map-color map-gray

@@ -77,10 +77,7 @@ def command(
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     network = weights.load_network(task_model, task_arch, options)
-    record = weights.load_checkpoint(output if resume else weights.resolve(denoiser))
-    if record["arch"] != "unet3" or record["options"].get("channels") != 3:
-        raise UsageError(f"--denoiser {denoiser}: a colour unet3 denoiser is needed, such as unet3-color")
-    model = weights.model_from_record(record, str(output if resume else denoiser))
+    record, model = training.starting_denoiser(str(output) if resume else denoiser, "--denoiser", 3)
     train_data = training.labelled(task, data)
     validation = training.labelled(task, val) if val else None
     cascade = CascadeTraining(network, LabelledSampler(train_data, crop, pad), (low, high), weight,

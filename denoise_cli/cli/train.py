@@ -70,10 +70,8 @@ def command(
         initial_weights = record["meta"].get("initial_weights")
         model = weights.model_from_record(record, str(output))
     elif init:
-        record, initial_weights = weights.load_checkpoint(weights.resolve(init)), init
-        if record["arch"] != "unet3" or record["options"].get("channels") != channels:
-            raise UsageError(f"--init {init}: not a unet3 denoiser with {channels} channel(s)")
-        model = weights.model_from_record(record, init)
+        initial_weights = init
+        _, model = training.starting_denoiser(init, "--init", channels)
     else:
         initial_weights = None
         model = registry.build("unet3", options)

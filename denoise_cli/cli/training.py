@@ -90,6 +90,19 @@ def sigma_range(text: str, option: str, single: bool = False) -> tuple[float, fl
     return low, high
 
 
+def starting_denoiser(spec: str, option: str, channels: int):
+    """``(record, model)`` of the unet3 denoiser a trainer starts from: a shipped name or a
+    weights file, which must be a unet3 model of ``channels`` channels (UsageError naming
+    ``option`` otherwise)."""
+    from ..engine import weights
+
+    record = weights.load_checkpoint(weights.resolve(spec))
+    if record["arch"] != "unet3" or record["options"].get("channels") != channels:
+        kind, name = ("colour", "unet3-color") if channels == 3 else ("gray", "unet3-gray")
+        raise UsageError(f"{option} {spec}: a {kind} unet3 denoiser is needed, such as {name}")
+    return record, weights.model_from_record(record, spec)
+
+
 def crop_and_pad(task: str, crop: int | None, pad: int | None) -> tuple[int, int]:
     """--crop and --pad of the labelled-data trainers, with their per-task defaults; checks
     --task too."""
