@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from denoise import speed  # noqa: E402  (the P1 timing of benchmarks/denoise.py)
 from line_chart import PALETTE_NAMES, Series, line_chart  # noqa: E402
 
+from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import registry  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel, parameter_count  # noqa: E402
@@ -214,7 +215,7 @@ def main() -> None:
     parser.add_argument("--speed-size", type=int, default=1024, help="side of the timed image (pixels)")
     parser.add_argument("--json", type=Path, help="also write the results here, e.g. benchmarks/results/")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    devices.configure_cpu(args.threads)
     device = torch.device(args.device)
     args.sigmas = [int(s) for s in args.sigmas.split(",")]
     paths = {1: args.weights_gray, 3: args.weights_color}

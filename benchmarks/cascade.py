@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from denoise import quality, speed  # noqa: E402  (benchmarks/denoise.py, beside this script)
+from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import weights  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
 from denoise_cli.engine.inference import Runner  # noqa: E402
@@ -204,7 +205,7 @@ def main() -> None:
     args.weights = {"classify": args.lambda_classify, "segment": args.lambda_segment}
     sigmas = [float(s) for s in args.sigmas.split(",")]
     data = args.data or args.work / "data"
-    torch.set_num_threads(args.threads)
+    devices.configure_cpu(args.threads)
 
     files = train_all(args.work, data, args)
     networks = {task: weights.load_model(files[f"task-{task}"]) for task in TASKS}

@@ -59,6 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import plots  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.algorithms import sampling  # noqa: E402
@@ -423,7 +424,7 @@ def main() -> None:
         sub.add_argument("--json", type=Path, help="write the results here")
         sub.add_argument("--results", type=Path, default=RESULTS, help="directory for the plots")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    devices.configure_cpu(args.threads)
     if args.benchmark == "toys" and args.quick:
         args.repeats, args.samples, args.test, args.kde_train, args.kde_val = 2, 8192, 2000, 2000, 500
     if args.benchmark == "patches" and args.write_data:

@@ -16,11 +16,13 @@ Methods, all on the circular model P2 assumes:
 * Richardson-Lucy: RL_ITERATIONS multiplicative updates with circular FFT convolutions (our
   own: scikit-image's version convolves with zero padding, which does not match a circular
   blur), started from the observation clipped to be positive.
-* HQS + MMSE: `pnp.hqs` with the noise-conditional unet3 (8 iterations, the DPIR schedule).
-* ADMM + MAP: `pnp.admm` with a MAP denoiser from `dncli map-train` (rho = 1/sigma_R^2, at
-  most 75 iterations), when --map-weights gives one.
+* HQS + MMSE: `pnp.hqs` with the noise-conditional unet3 (--hqs-iters iterations, default 8
+  as DPIR, on the DPIR schedule).
+* ADMM + MAP: `pnp.admm` with a MAP denoiser pair (rho = 1/sigma_R^2, at most 75 iterations):
+  the shipped map-gray/map-color, or the --map-weights files.
 
-Time is the median wall time per image after one warm-up run, model loading excluded.
+Time is the median wall time per image after one warm-up run, model loading excluded.  A last
+table times each method on a 1-megapixel colour photo, the size the speed goal names.
 
 The real-boundary table blurs with reflection instead (a scene larger than the frame), keeps
 the valid part of the blurred image as the observation, adds noise of the first sigma, and
@@ -42,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.algorithms import pnp  # noqa: E402
 from denoise_cli.engine.inference import Runner  # noqa: E402
@@ -50,6 +53,7 @@ from denoise_cli.engine.physics.blur import validate_kernel  # noqa: E402
 from denoise_cli.imgio.codec import read_image  # noqa: E402
 
 SETS = {"Kodak24": (3, 8), "Set12": (1, None)}  # channels, images used (None: all)
+METHODS = ("wiener", "rl", "hqs", "admm")
 SIGMAS = (2.55, 7.65)
 RL_ITERATIONS = 30
 BORDER = 16  # pixels at each edge scored separately in the real-boundary table
@@ -121,22 +125,26 @@ def load_priors(paths: list[str] | None, shipped: dict[int, str] | None, device:
     return priors
 
 
-def solvers(mmse: dict[int, Runner], map_priors: dict[int, Runner], device: torch.device):
-    """``name -> (channels -> available?, solve(y, kernel, sigma, channels, boundary), has boundary modes?)``."""
+def solvers(mmse: dict[int, Runner], map_priors: dict[int, Runner], device: torch.device, hqs_iterations: int,
+            chosen: list[str]):
+    """``name -> (channels -> available?, solve(y, kernel, sigma, channels, boundary), has boundary modes?)``
+    for the methods of METHODS in ``chosen``."""
     def hqs(y, kernel, sigma, channels, boundary):
-        return to_image(pnp.hqs(to_tensor(y, device), kernel, mmse[channels].apply, sigma, boundary=boundary).image)
+        return to_image(pnp.hqs(to_tensor(y, device), kernel, mmse[channels].apply, sigma,
+                                iterations=hqs_iterations, boundary=boundary).image)
 
     def admm(y, kernel, sigma, channels, boundary):
         prior = map_priors[channels]
         return to_image(pnp.admm(to_tensor(y, device), kernel, prior.apply, sigma, prior.model.rho,
                                  boundary=boundary).image)
 
-    return {
-        "Wiener": (lambda c: True, lambda y, k, s, c, b: wiener(y, k, s), False),
-        "Richardson-Lucy": (lambda c: True, lambda y, k, s, c, b: richardson_lucy(y, k, s), False),
-        "HQS + MMSE (unet3)": (lambda c: c in mmse, hqs, True),
-        "ADMM + MAP": (lambda c: c in map_priors, admm, True),
+    every = {
+        "wiener": ("Wiener", (lambda c: True, lambda y, k, s, c, b: wiener(y, k, s), False)),
+        "rl": ("Richardson-Lucy", (lambda c: True, lambda y, k, s, c, b: richardson_lucy(y, k, s), False)),
+        "hqs": (f"HQS + MMSE (unet3, {hqs_iterations} iterations)", (lambda c: c in mmse, hqs, True)),
+        "admm": ("ADMM + MAP", (lambda c: c in map_priors, admm, True)),
     }
+    return dict(every[key] for key in METHODS if key in chosen)
 
 
 def timed(solve, *args) -> tuple[np.ndarray, float]:
@@ -202,6 +210,27 @@ def real_boundary(images: list[np.ndarray], kernels: list[tuple[int, np.ndarray]
     return results
 
 
+def megapixel_seconds(image: np.ndarray, kernel: np.ndarray, sigma: float, channels: int,
+                      methods: dict) -> dict[str, float]:
+    """Seconds per method to deblur a 1024x1024 photo as `dncli deblur` does (valid boundary):
+    ``image`` mirrored to that size, blurred with reflection, noise ``sigma`` (0..255); the
+    median of three timed runs after a warm-up run (one run for a method slower than a minute)."""
+    rows, cols = (max(0, 1024 - n) for n in image.shape[:2])
+    scene = np.pad(image, ((0, rows), (0, cols), (0, 0)), mode="symmetric")[:1024, :1024]
+    observed = blur_circular(scene, kernel, "reflect")
+    observed = observed + np.random.default_rng(0).standard_normal(observed.shape) * sigma / 255
+    seconds = {}
+    for name, (available, solve, has_boundaries) in methods.items():
+        if available(channels):
+            boundary = "valid" if has_boundaries else "circular"
+            solve(observed, kernel, sigma / 255, channels, boundary)
+            times: list[float] = []
+            while len(times) < 3 and sum(times) < 60:
+                times.append(timed(solve, observed, kernel, sigma / 255, channels, boundary)[1])
+            seconds[name] = float(np.median(times))
+    return seconds
+
+
 def _psnr_uint8(estimate: np.ndarray, reference: np.ndarray) -> float:
     """PSNR of P1 (estimate rounded to uint8) over a set of pixels rather than a whole image."""
     a = np.clip(np.rint(estimate * 255), 0, 255)
@@ -218,25 +247,33 @@ def main() -> None:
     parser.add_argument("--kernels", help="comma-separated kernel numbers 1..8 [default: all]")
     parser.add_argument("--limit", type=int, help="images per set (quick runs)")
     parser.add_argument("--mmse-weights", nargs="+", help="unet3 weights files [default: the shipped models]")
-    parser.add_argument("--map-weights", nargs="+", help="map-denoiser weights files (gray and/or colour)")
+    parser.add_argument("--map-weights", nargs="+",
+                        help="map-denoiser weights files (gray and/or colour) [default: the shipped pairs]")
+    parser.add_argument("--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS))
+    parser.add_argument("--hqs-iters", type=int, default=8, help="HQS schedule length [default: 8, as DPIR]")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--no-real", action="store_true", help="skip the real-boundary table")
+    parser.add_argument("--no-megapixel", action="store_true", help="skip the 1-megapixel colour timing")
     parser.add_argument("--json", type=Path, nargs="?", const=ROOT / "benchmarks" / "results" / "deblur_p2.json",
                         help="also write the results as JSON [default path: benchmarks/results/deblur_p2.json]")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    devices.configure_cpu(args.threads)
     device = torch.device(args.device)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     all_kernels = load_kernels(args.kernel_dir)
     numbers = [int(n) for n in args.kernels.split(",")] if args.kernels else list(range(1, 9))
     kernels = [(n - 1, all_kernels[n - 1]) for n in numbers]
     mmse = load_priors(args.mmse_weights, {1: "unet3-gray", 3: "unet3-color"}, device, args.precision)
-    map_priors = load_priors(args.map_weights, None, device, args.precision)
-    methods = solvers(mmse, map_priors, device)
+    chosen = args.methods.split(",")
+    if not set(chosen) <= set(METHODS):
+        raise SystemExit(f"--methods: choose from {','.join(METHODS)}")
+    map_priors = load_priors(args.map_weights, {1: "map-gray", 3: "map-color"}, device, args.precision) \
+        if "admm" in chosen else {}
+    methods = solvers(mmse, map_priors, device, args.hqs_iters, chosen)
     results: dict = {"protocol": "P2", "device": str(device), "threads": args.threads, "precision": args.precision,
-                     "kernels": numbers, "sets": {}, "real_boundary": {}}
+                     "kernels": numbers, "sets": {}, "real_boundary": {}, "megapixel_seconds": {}}
 
     print(f"## P2 non-blind deblurring (PSNR dB / SSIM), kernels {','.join(map(str, numbers))}, "
           f"device {device}, {args.threads} CPU threads, {args.precision}\n")
@@ -259,9 +296,9 @@ def main() -> None:
             for method, row in rows.items():
                 print(f"| {name} | {sigma} | {method} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
                       f"{row['seconds_per_image']:.3f} | {row['megapixels_per_s']:.3f} | {row['runs']} |", flush=True)
-    if not mmse:
+    if "hqs" in chosen and not mmse:
         print("\nHQS + MMSE skipped: no unet3 weights (give --mmse-weights or install the shipped models).")
-    if not map_priors:
+    if "admm" in chosen and not map_priors:
         print("ADMM + MAP skipped: no MAP denoiser weights (give --map-weights; train with 'dncli map-train').")
 
     if not args.no_real and (mmse or map_priors):
@@ -276,6 +313,17 @@ def main() -> None:
                 print(f"| {name} | {method} | {row['valid']['psnr']:.2f} / {row['valid']['psnr_border']:.2f} | "
                       f"{row['circular']['psnr']:.2f} / {row['circular']['psnr_border']:.2f} | "
                       f"{row['valid']['runs']} |", flush=True)
+    if not args.no_megapixel and "Kodak24" in loaded:
+        sigma = sigmas[0]
+        print(f"\n## Time to deblur a 1-megapixel colour photo (1024x1024, first P2 image mirrored, "
+              f"kernel {numbers[0]}, sigma {sigma}, valid boundary), device {device}, {args.threads} CPU threads, "
+              f"{args.precision}\n")
+        print("| method | seconds |")
+        print("|---|---|")
+        image = loaded["Kodak24"][1][0]
+        results["megapixel_seconds"] = megapixel_seconds(image, kernels[0][1], sigma, 3, methods)
+        for method, seconds in results["megapixel_seconds"].items():
+            print(f"| {method} | {seconds:.2f} |", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

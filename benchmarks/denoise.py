@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel, parameter_count  # noqa: E402
 from denoise_cli.engine.inference import Runner  # noqa: E402
@@ -46,7 +47,8 @@ import resource, sys, numpy as np, torch
 sys.path.insert(0, {root!r})
 from denoise_cli.engine import weights
 from denoise_cli.engine.inference import Runner
-torch.set_num_threads({threads})
+from denoise_cli.engine import device
+device.configure_cpu({threads})
 model = weights.load_model({path!r}) if {path!r} else weights.load_shipped("unet3-color")
 runner = Runner(model, torch.device({device!r}), tile={tile})
 image = np.random.default_rng(0).random((1, 2048, 2048, 3), dtype=np.float32)
@@ -137,7 +139,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    devices.configure_cpu(args.threads)
     device = torch.device(args.device)
     sigmas = [int(s) for s in args.sigmas.split(",")]
     paths = {1: args.weights_gray, 3: args.weights_color}

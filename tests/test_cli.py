@@ -127,6 +127,16 @@ def test_missing_input_and_bad_options_are_usage_errors(tmp_path: Path):
     assert_clean_error(run_dncli("denoise", str(image), "-s", "300", "-o", "x.png"), 2, "out of range")
 
 
+
+@pytest.mark.parametrize("command", ["train", "map-train"])
+def test_trainers_reject_missing_or_empty_data_as_usage_errors(tmp_path: Path, command: str):
+    output = tmp_path / "model.pt"
+    missing = run_dncli(command, str(tmp_path / "nowhere"), "-o", str(output))
+    assert_clean_error(missing, 2, "nowhere: no such file or directory")
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(run_dncli(command, str(tmp_path / "empty"), "-o", str(output)), 2, "no usable images")
+    assert not output.exists()
+
 def test_input_is_never_overwritten(tmp_path: Path):
     image = write_png(tmp_path / "a.png", synthetic_image(16, 16, 3))
     before = image.read_bytes()

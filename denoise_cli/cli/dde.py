@@ -246,7 +246,7 @@ def sample_command(
     if json_output and to_stdout:
         raise UsageError("--json prints to stdout: write the samples to a file with -o")
     torch_device = devices.select_device(device)
-    devices.configure_threads(threads)
+    devices.configure_cpu(threads)
     network = _load_model(model).to(torch_device)
     sampler = sampler or ("generator" if network.generator is not None else "langevin")
     if sampler not in SAMPLERS:
@@ -317,7 +317,7 @@ def density_command(
     if samples < 1 or repeats < 1 or ais < 0:
         raise UsageError("--samples and --repeats must be at least 1, --ais at least 0")
     torch_device = devices.select_device(device)
-    devices.configure_threads(threads)
+    devices.configure_cpu(threads)
     network = _load_model(model).to(torch_device)
     shape = tuple(network.config.shape)
     if input != "-" and not input.startswith("toy:") and not Path(input).exists():

@@ -14,14 +14,17 @@ def check_json_destination(json_output: bool, output: str | None, in_place: bool
 
 def compute_device(device: str | None, threads: int | None, precision: str):
     """The torch device of --device, with --threads applied and --precision checked before any
-    work; warns that fp16/bf16 do not apply on the CPU."""
+    work; warns when the CPU cannot honour --precision at speed."""
     from ..engine import device as devices
 
     torch_device = devices.select_device(device)
-    devices.configure_threads(threads)
+    devices.configure_cpu(threads)
     devices.autocast(torch_device, precision)  # validates the name
-    if precision != "fp32" and torch_device.type == "cpu":
-        console.warn(f"--precision {precision} applies on CUDA only; the CPU computes in float32")
+    if torch_device.type == "cpu":
+        if precision == "fp16":
+            console.warn("--precision fp16 applies on CUDA only; the CPU computes in float32 (bf16 runs on CPUs)")
+        elif precision == "bf16" and not devices.cpu_has_native_bf16():
+            console.warn("this CPU has no native bfloat16: --precision bf16 runs slower than fp32 here")
     return torch_device
 
 

@@ -16,7 +16,7 @@ import typer
 
 from . import training
 from .options import (CheckpointEvery, Crop, Device, Json, LabelledTask, LearningRate, MaxSteps, MaxTime,
-    Pad, Precision, Resume, Seed, Threads, ValidateEvery)
+    Pad, TrainingPrecision, Resume, Seed, Threads, ValidateEvery)
 
 NAME = "task-train"
 NO_ARGS_IS_HELP = True
@@ -41,7 +41,7 @@ def command(
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
-    precision: Precision = "bf16",
+    precision: TrainingPrecision = "bf16",
     json_output: Json = False,
 ) -> int:
 

@@ -15,7 +15,7 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Precision, Resume,
+from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, TrainingPrecision, Resume,
     Seed, Threads, ValidateEvery)
 
 NAME = "train"
@@ -45,7 +45,7 @@ def command(
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
-    precision: Precision = "bf16",
+    precision: TrainingPrecision = "bf16",
     json_output: Json = False,
 ) -> int:
 

@@ -26,7 +26,7 @@ def prepare(output: Path, resume: bool, device: str | None, threads: int | None,
     if not resume and output.exists():
         raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
     torch_device = ddp.local_device(devices.select_device(device))
-    devices.configure_threads(threads)
+    devices.configure_cpu(threads)
     devices.autocast(torch_device, precision)  # validates the name
     torch.manual_seed(seed)
     return torch_device

@@ -10,6 +10,7 @@ Tile origins are multiples of ``multiple`` so strided networks see the same samp
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -17,13 +18,11 @@ import torch
 Network = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _starts(length: int, tile: int, step: int, multiple: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, step))
-    last = (length - tile) // multiple * multiple
-    if last > starts[-1]:
-        starts.append(last)
+def _starts(length: int, window: int, step: int, multiple: int) -> list[int]:
+    """Window origins, ``step`` apart, until a window reaches the image edge (see ``tile_plan``)."""
+    starts = [0]
+    while starts[-1] + window < length - multiple:
+        starts.append(min(starts[-1] + step, (length - window) // multiple * multiple))
     return starts
 
 
@@ -48,21 +47,32 @@ def overlap(margin: int, multiple: int, ramp: int | None = None) -> int:
     return 2 * margin + (default_ramp(margin, multiple) if ramp is None else ramp)
 
 
+def _window(length: int, tile: int, shared: int, multiple: int) -> int:
+    """The window side along an axis: as few windows as ``tile`` allows, each as small as that
+    count permits, so that the windows overlap by little more than ``shared``."""
+    if length <= tile:
+        return tile
+    count = math.ceil((length - shared) / (tile - shared))
+    side = math.ceil((length + (count - 1) * shared) / count)
+    return min(tile, math.ceil(side / multiple) * multiple + multiple)
+
+
 def tile_plan(height: int, width: int, tile: int, margin: int, multiple: int = 1,
               ramp: int | None = None) -> list[tuple[int, int, int, int]]:
-    """``(top, bottom, left, right)`` windows covering the image; tile is the window side."""
+    """``(top, bottom, left, right)`` windows covering the image; ``tile`` is the largest
+    window side."""
     shared = overlap(margin, multiple, ramp)
-    step = (tile - shared) // multiple * multiple
-    if step <= 0:
+    if (tile - shared) // multiple <= 0:
         raise ValueError(f"tile size {tile} is too small for an overlap of {shared} pixels")
-    rows = _starts(height, tile, step, multiple)
-    cols = _starts(width, tile, step, multiple)
 
-    def end(start: int, length: int) -> int:
+    def spans(length: int) -> list[tuple[int, int]]:
+        window = _window(length, tile, shared, multiple)
+        step = (window - shared) // multiple * multiple
         # the last window runs to the image edge, so it sees the same border as the whole image
-        return length if start + tile >= length - multiple else start + tile
+        return [(start, length if start + window >= length - multiple else start + window)
+                for start in _starts(length, window, step, multiple)]
 
-    return [(r, end(r, height), c, end(c, width)) for r in rows for c in cols]
+    return [(top, bottom, left, right) for top, bottom in spans(height) for left, right in spans(width)]
 
 
 def apply_tiled(network: Network, x: torch.Tensor, tile: int, margin: int,

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
+import scipy.fft
 import torch
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
@@ -61,6 +62,9 @@ MIN_NOISE_SIGMA = 1.0 / (255.0 * math.sqrt(12.0))
 HQS_SIGMA_START = 49.0 / 255.0
 HQS_SIGMA_END_MIN = 1.0 / 255.0
 HQS_WEIGHT = 0.23
+
+# ADMM stops when its relative change has not reached a new low for this many iterations.
+ADMM_STALL_PATIENCE = 5
 
 
 @dataclass
@@ -131,7 +135,13 @@ class BlurProblem:
         h, w = y.shape[-2:]
         if boundary == "valid":
             # Output pixel i of a convolution reads input pixels i - (kh - 1 - kh // 2) .. i + kh // 2.
-            self.pads = (kh - 1 - kh // 2, kh // 2, kw - 1 - kw // 2, kw // 2)  # top, bottom, left, right
+            # The bottom and right pads also round the domain up to a fast FFT length (lengths
+            # with a large prime factor are several times slower); extra padding is unobserved
+            # like the rest, so it changes nothing but the speed.
+            top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
+            bottom = scipy.fft.next_fast_len(h + top + kh // 2) - h - top
+            right = scipy.fft.next_fast_len(w + left + kw // 2) - w - left
+            self.pads = (top, bottom, left, right)
         else:
             self.pads = (0, 0, 0, 0)
         top, bottom, left, right = self.pads
@@ -200,8 +210,12 @@ def admm(y: torch.Tensor, kernel: np.ndarray, denoiser: Denoiser, noise_sigma: f
     ``noise_sigma`` is sigma_n on the [0, 1] scale (raised to ``MIN_NOISE_SIGMA``); ``rho`` > 0
     in 1/(the same scale)^2 -- ``1 / sigma_R^2`` for a MAP denoiser trained with sigma_R.  The
     denoiser is called as ``denoiser(x + u, 1 / sqrt(rho))``: the noise level whose MAP step it
-    is asked to take.  Stops after ``max_iterations`` or when the relative change of the
-    estimate, ``||z_k - z_{k-1}|| / ||z_{k-1}||``, falls below ``tolerance``.  ``callback(k,
+    is asked to take.  Stops after ``max_iterations``, when the relative change of the
+    estimate, ``||z_k - z_{k-1}|| / ||z_{k-1}||``, falls below ``tolerance`` (converged), or when
+    it has not reached a new low for ``ADMM_STALL_PATIENCE`` iterations: the rounding of a
+    reduced-precision denoiser (bf16) sets a floor near 1.5e-3, where the estimate has stopped
+    improving (ADMM + map-color on kodim01 in bf16: 29.59 dB at the stall, 29.60 after 75
+    iterations, against 29.59 at convergence in float32).  ``callback(k,
     estimate)`` is called after iteration k = 1, 2, ... with the estimate on the observation.
     """
     if rho <= 0:
@@ -214,6 +228,7 @@ def admm(y: torch.Tensor, kernel: np.ndarray, denoiser: Denoiser, noise_sigma: f
     z = problem.initial
     u = torch.zeros_like(z)
     converged = False
+    smallest_change, smallest_at = math.inf, 0
     for iteration in range(1, max_iterations + 1):
         x = problem.data_step(z - u, alpha, None if iteration == 1 else z)
         previous = z
@@ -222,8 +237,13 @@ def admm(y: torch.Tensor, kernel: np.ndarray, denoiser: Denoiser, noise_sigma: f
         if callback is not None:
             callback(iteration, problem.crop(z))
         change = torch.linalg.vector_norm(z - previous) / torch.linalg.vector_norm(previous).clamp_min(1e-12)
-        if change.item() < tolerance:
+        change = change.item()
+        if change < tolerance:
             converged = True
+            break
+        if change < smallest_change:
+            smallest_change, smallest_at = change, iteration
+        elif iteration - smallest_at >= ADMM_STALL_PATIENCE:
             break
     return PnPResult(problem.crop(z), iteration, converged)
 

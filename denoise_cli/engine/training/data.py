@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import UsageError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm")
 
 
@@ -23,6 +25,9 @@ def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[n
     """
     from ...imgio.codec import read_image
 
+    missing = [str(folder) for folder in map(Path, folders) if not folder.exists()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)}: no such file or directory")
     paths = [p for folder in map(Path, folders)
              for p in ([folder] if folder.is_file() else sorted(folder.rglob("*")))
              if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -35,7 +40,8 @@ def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[n
         if min(array.shape[:2]) >= min_size:
             images.append(np.ascontiguousarray(array))
     if not images:
-        raise ValueError(f"no usable images in {', '.join(map(str, folders))}")
+        smallest = f" of at least {min_size}x{min_size} pixels" if min_size else ""
+        raise UsageError(f"no usable images{smallest} in {', '.join(map(str, folders))}")
     return images
 
 
