@@ -11,17 +11,18 @@
 # trains on test images 0-7999 and validates on 8000-9999, the split benchmarks/dde.py uses.
 # Recipe after the authors' MNIST model (METHODS.md section 3): DDEs of 16 residual layers x 256
 # softplus units, a plain 3 x 512 generator with a 16-d latent and a sigmoid output, sigma = 0.5
-# (127.5 on the 0..255 scale), Adam 1e-3, batch 100, a generator step every 10th step; 30000
+# (SIGMA=127.5 on the 0..255 scale), Adam 1e-3, batch 100, a generator step every 10th step; 30000
 # steps is the authors' number of updates (50 epochs of 60000 images at batch 100).  The plain
 # network (--base none) as the authors had it; dde-train would add a Gaussian base at 784-d.
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
 STEPS=${STEPS:-30000}
+SIGMA=${SIGMA:-127.5}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$(dirname "$OUT")" benchmarks/results
 dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$OUT" \
-    --sigma 127.5 --base none --width 256 --depth 16 --latent 16 --gen-width 512 --gen-depth 3 \
+    --sigma "$SIGMA" --base none --width 256 --depth 16 --latent 16 --gen-width 512 --gen-depth 3 \
     --batch-size 100 --lr 1e-3 --gen-every 10 --max-steps "$STEPS" --validate-every 2000 \
     --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${OUT%.pt}.json"
 python benchmarks/dde.py mnist --model "$OUT" --device "$DEVICE" --threads "${THREADS:-1}" ${LIMIT:+--limit "$LIMIT"} \

@@ -161,6 +161,23 @@ def test_callback_sees_every_iteration_and_the_cap_holds():
     assert pnp.noise_schedule(0.0, 3)[-1] == pytest.approx(1 / 255)
 
 
+def test_admm_stops_when_a_rounding_denoiser_stalls_it():
+    y = as_tensor(blocks(32, 40, 1, seed=6))
+    kernel, _ = parse_kernel("gaussian:1.0")
+    steady = smoother(0.5, per_level=1e9)
+    generator = torch.Generator().manual_seed(0)
+
+    def rounding(x: torch.Tensor, sigma: float) -> torch.Tensor:  # a relative error of 1e-3, as bf16 gives
+        out = steady(x, sigma)
+        return out * (1 + 1e-3 * torch.randn(out.shape, generator=generator, dtype=out.dtype))
+
+    exact = pnp.admm(y, kernel, steady, 0.01, 1 / 0.03**2, boundary="circular")
+    stalled = pnp.admm(y, kernel, rounding, 0.01, 1 / 0.03**2, boundary="circular")
+    assert exact.converged
+    assert not stalled.converged and stalled.iterations < 75
+    assert psnr(as_image(stalled.image), as_image(exact.image), 1.0) > 45
+
+
 def test_hqs_self_ensemble_undoes_its_transforms():
     y = as_tensor(blocks(16, 24, 3, seed=5))
     kernel = np.array([[1.0]])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import stat
 import struct
 import sys
@@ -484,6 +485,20 @@ def test_interrupted_write_keeps_the_old_target(tmp_path, monkeypatch):
         write_image(Image(make_samples("8", 3)[1]), target)
     assert len(temporaries) == 1 and temporaries[0].startswith(".a.png.") and temporaries[0].endswith(".tmp")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_ctrl_c_during_a_write_is_delivered_after_the_file_is_complete(tmp_path, monkeypatch):
+    target = tmp_path / "a.bin"
+    real_fsync = atomic.os.fsync
+
+    def ctrl_c_then_sync(fd: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", ctrl_c_then_sync)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(target, b"complete")
+    assert target.read_bytes() == b"complete" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
 def test_atomic_write_permissions(tmp_path):

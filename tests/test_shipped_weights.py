@@ -67,6 +67,21 @@ def test_quick_start_denoising_gains_psnr(tmp_path: Path, example: str, sigma: i
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + gain
 
 
+def test_bf16_on_the_cpu_denoises_as_well_as_float32(tmp_path: Path):
+    noisy = tmp_path / "noisy.tif"
+    made = run_dncli("degrade", str(EXAMPLES / "astronaut.png"), "--noise", "gaussian:25", "--seed", "0",
+                     "-o", str(noisy))
+    assert made.returncode == 0, made.stderr.decode()
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.png"
+        run = run_dncli("denoise", str(noisy), "-s", "25", "--device", "cpu", "--precision", precision,
+                        "-o", str(out), "--depth", "8")
+        assert run.returncode == 0, run.stderr.decode()
+        scores[precision] = _psnr(out, EXAMPLES / "astronaut.png")
+    assert abs(scores["bf16"] - scores["fp32"]) < 0.05
+
+
 def test_the_shipped_blindspot_model_estimates_the_noise_level_itself(tmp_path: Path):
     noisy, denoised = tmp_path / "noisy.tif", tmp_path / "denoised.png"
     made = run_dncli("degrade", str(EXAMPLES / "astronaut.png"), "--noise", "gaussian:40", "--seed", "1",

@@ -4,36 +4,40 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import stat
+import threading
 from pathlib import Path
+from typing import Iterator
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``.
 
     The bytes go to a hidden temporary file (``.NAME.XXXXXXXX.tmp``) in the same directory, which
-    is fsynced and then renamed over ``path``; on any exception, KeyboardInterrupt included, the
-    temporary file is removed and ``path`` is left untouched.  Raises OSError when the directory
-    is not writable or missing.
+    is fsynced and then renamed over ``path``; on any exception the temporary file is removed and
+    ``path`` is left untouched.  A Ctrl-C during the write is delivered once the file is in
+    place.  Raises OSError when the directory is not writable or missing.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never clobber a file of the same name; mode 0o666 lets the umask decide permissions,
-    # as for any newly created file (mkstemp would force 0o600).
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "wb") as stream:
-            with contextlib.suppress(FileNotFoundError):
-                # Replacing must not change the permissions of an existing output.
-                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with _interrupt_deferred():
+        # O_EXCL: never clobber a file of the same name; mode 0o666 lets the umask decide
+        # permissions, as for any newly created file (mkstemp would force 0o600).
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with open(fd, "wb") as stream:
+                with contextlib.suppress(FileNotFoundError):
+                    # Replacing must not change the permissions of an existing output.
+                    os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
     # The rename is only durable once the directory entry is on disk; not every filesystem
     # lets a directory be fsynced, and the data itself is already safe.
     with contextlib.suppress(OSError):
@@ -42,3 +46,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then deliver it: an interrupt between
+    creating the temporary file and renaming or removing it would leave the file behind."""
+    previous = signal.getsignal(signal.SIGINT)
+    # Python handles signals in the main thread only, and cannot reinstate a handler it did not set.
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
