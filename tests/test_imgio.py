@@ -496,8 +496,13 @@ def test_ctrl_c_during_a_write_is_delivered_after_the_file_is_complete(tmp_path,
         real_fsync(fd)
 
     monkeypatch.setattr(atomic.os, "fsync", ctrl_c_then_sync)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(target, b"complete")
+    # A shell starts background jobs with SIGINT ignored; this test needs Python's usual handler.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_bytes(target, b"complete")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert target.read_bytes() == b"complete" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
