@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -69,8 +68,8 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux") or os.environ.get("DNCLI_SYSTEM_MALLOC") == "1":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        process = ctypes.CDLL(None)  # the symbols already loaded, libc's among them: no library search
+        return bool(process.mallopt(_M_MMAP_MAX, 0) and process.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
 

@@ -236,8 +236,7 @@ def admm(y: torch.Tensor, kernel: np.ndarray, denoiser: Denoiser, noise_sigma: f
         u = u + x - z
         if callback is not None:
             callback(iteration, problem.crop(z))
-        change = torch.linalg.vector_norm(z - previous) / torch.linalg.vector_norm(previous).clamp_min(1e-12)
-        change = change.item()
+        change = (torch.linalg.vector_norm(z - previous) / torch.linalg.vector_norm(previous).clamp_min(1e-12)).item()
         if change < tolerance:
             converged = True
             break
