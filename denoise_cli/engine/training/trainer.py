@@ -104,6 +104,10 @@ def train(
     """
     dist = ddp.context(device)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+    if device.type == "cuda":
+        # Every step has the same shapes, so cuDNN's one-off search for the fastest algorithms
+        # pays back from the first few steps on.
+        torch.backends.cudnn.benchmark = True
     groups_of = getattr(task, "parameter_groups", None)
     groups = groups_of(model) if groups_of else [{"params": list(model.parameters())}]
     optimizer = torch.optim.Adam(groups, lr=config.learning_rate, betas=(0.9, 0.99))
