@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from denoise_cli.engine.models.blindspot import BlindSpot, BlindSpotConfig, gaussian_nll  # noqa: E402
+from denoise_cli.engine.training.blindspot import BlindSpotTraining  # noqa: E402
 from denoise_cli.engine.training.data import PatchSampler  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
 
@@ -74,18 +75,19 @@ def main() -> None:
     cases = [("32,16", torch.channels_last, "fp32"), ("32,16", torch.contiguous_format, "fp32"),
              ("32,16", torch.channels_last, "bf16"), ("32,16", torch.contiguous_format, "bf16"),
              ("figure", torch.channels_last, "fp32"), ("figure", torch.contiguous_format, "fp32")]
+    task = BlindSpotTraining(sampler, sigma=25.0)  # the trainer's own batches and likelihood
+    cost = {layout: macs_per_pixel(build(layout, args.channels, torch.device("cpu"), torch.contiguous_format),
+                                   args.channels) for layout in LAYOUTS}
     for layout, memory_format, precision in cases:
         model = build(layout, args.channels, device, memory_format)
-        macs = macs_per_pixel(build(layout, args.channels, torch.device("cpu"), torch.contiguous_format), args.channels)
+        macs = cost[layout]
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         memory = "channels_last" if memory_format is torch.channels_last else "contiguous"
         amp = dict(device_type="cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
 
         def whole_step() -> None:
-            noisy = sampler.sample(batch, generator, device)
             with torch.autocast(**amp):
-                parts = model(noisy, sigma, parts=True)
-                loss = gaussian_nll(noisy, parts.mean, parts.factor, parts.sigma).mean().float()
+                loss = task.loss(model, task.batch(batch, generator, device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
