@@ -12,7 +12,9 @@ unet3-color.  Then, at every test sigma, with the P1 noise of BENCHMARK.md:
 
 * top-1 accuracy on the CIFAR-10 subset's test split and mIoU on CamVid's test split for
   (a) clean, (b) noisy, (c0) the shipped denoiser, (c) the MSE-only control, (d) the cascade
-  denoiser, (e) the cascade denoiser trained with the other task;
+  denoiser, (e) the cascade denoiser trained with the other task, and (e0) that task's MSE-only
+  control: (e) against (e0) isolates what the other task's loss transfers, because both saw the
+  same images (against (c), (e) also pays for having been trained on the other task's images);
 * PSNR of the denoisers on the first --psnr-images images of Kodak24 and CBSD68;
 * mean and sample standard deviation over the seeds;
 * speed of the shipped and a cascade-trained denoiser on a 512x512 colour image (same
@@ -105,8 +107,8 @@ def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float]
         for sigma in sigmas:
             row = {"noisy": [score(network, test, CPU, protocol_noise(sigma))],
                    "shipped": [score(network, test, CPU, denoised_by(denoisers["shipped"], sigma))]}
-            for label, source in (("mse", task), ("cascade", task), ("transfer", OTHER[task])):
-                kind = "cascade" if label == "transfer" else label
+            for label, kind, source in (("mse", "mse", task), ("cascade", "cascade", task),
+                                        ("transfer_mse", "mse", OTHER[task]), ("transfer", "cascade", OTHER[task])):
                 chosen = [denoisers[f"{kind}-{source}-seed{s}"] for s in seeds]
                 row[label] = [score(network, test, CPU, denoised_by(d, sigma)) for d in chosen]
             results[task][f"{sigma:g}"] = row
@@ -154,7 +156,8 @@ def crops_figure(denoisers: dict, path: Path, seed: int, sigma: float = 25.0, im
 def markdown(results: dict, seeds: list[int]) -> str:
     lines = [f"## Task scores (mean ± std over seeds {', '.join(map(str, seeds))})\n"]
     names = {"noisy": "(b) noisy", "shipped": "(c0) shipped unet3-color", "mse": "(c) MSE-only",
-             "cascade": "(d) cascade", "transfer": "(e) other task's cascade"}
+             "cascade": "(d) cascade", "transfer_mse": "(e0) other task's MSE-only",
+             "transfer": "(e) other task's cascade"}
     for task, (_, metric) in TASKS.items():
         scores = results["task_scores"][task]
         sigmas = [k for k in scores if k != "clean"]

@@ -14,7 +14,10 @@ training stream.  Test log-likelihoods, in nats per sample, for
 * the DDE: ``mean f(x) - log Z`` with log Z by importance sampling (65536 draws from the
   moment-matched proposal of ``engine/algorithms/sampling.dde_proposal``), repeated 5 times:
   mean and standard deviation over the repeats; beside it log Z by a quadrature over a grid,
-  a check of the sampler that only two dimensions allow;
+  a check of the sampler that only two dimensions allow.  A conditional DDE (the shipped toys)
+  is scored at its lowest level through the probability flow from its highest level, where
+  log Z is estimated (``sampling.normalisable_density``), and also, as ``dde_without_flow``,
+  by importance sampling of f at the lowest level alone;
 * a Gaussian KDE on 10000 other draws, its isotropic bandwidth chosen by the log-likelihood of
   2000 validation draws over a log-spaced grid;
 * the true density, plain and smoothed by the DDE's noise level (what the DDE learns at its
@@ -110,10 +113,10 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
     kde_val = toy.sample(args.kde_val, torch.Generator().manual_seed(VAL_SEED))
 
     started = time.perf_counter()
-    log_f = sampling.model_log_density(model)
-    proposal = sampling.dde_proposal(model)
-    dde = sampling.log_likelihood(log_f, test, proposal, repeats=args.repeats, samples=args.samples, seed=0)
-    log_z_grid = grid_log_z(log_f, toy.extent + 1.5)
+    log_f, normaliser, proposal = sampling.normalisable_density(model)
+    dde = sampling.log_likelihood(log_f, test, proposal, repeats=args.repeats, samples=args.samples, seed=0,
+                                  normaliser=normaliser)
+    log_z_grid = grid_log_z(normaliser, toy.extent + 1.5 + (model.config.sigma_max or 0))
     dde_seconds = time.perf_counter() - started
 
     scores = kde_log_densities(kde_train, kde_val, BANDWIDTHS).mean(1)
@@ -125,21 +128,28 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
         "test_points": args.test,
         "dde": {"mean": dde.mean, "std": dde.std, "repeats": args.repeats, "importance_samples": args.samples,
                 "log_z": dde.log_z, "log_z_grid": log_z_grid, "mean_energy": dde.mean_energy,
-                "ll_with_grid_log_z": dde.mean_energy - log_z_grid, "seconds": dde_seconds},
+                "ll_with_grid_log_z": dde.mean_energy - log_z_grid, "seconds": dde_seconds,
+                "flow_steps": sampling.FLOW_STEPS if model.config.conditional else None},
         "kde": {"mean": kde, "bandwidth": best, "train_points": args.kde_train, "validation_points": args.kde_val},
         "true": {"mean": float(toy.log_density(test, 0.0).mean()), "how": toy.exact},
         "true_smoothed": {"mean": float(toy.log_density(test, sigma).mean()), "sigma": sigma},
     }
+    plotted = log_f
+    if model.config.conditional:  # what the flow corrects: f alone at the lowest level
+        plain = sampling.log_likelihood(sampling.model_log_density(model), test, sampling.dde_proposal(model),
+                                        repeats=args.repeats, samples=args.samples, seed=0)
+        result["dde_without_flow"] = {"mean": plain.mean, "std": plain.std}
+        plotted = sampling.normalisable_density(model, flow_steps=sampling.COARSE_FLOW_STEPS)[0]
     panels = [plots.histogram_panel(test.numpy(), toy.extent),
               plots.density_panel(lambda x: toy.log_density(x, 0.0), toy.extent),
               plots.density_panel(lambda x: kde_log_densities(kde_train, x, np.array([best]))[0], toy.extent),
-              plots.density_panel(log_f, toy.extent)]
+              plots.density_panel(plotted, toy.extent)]
     if model.generator is not None:
         generator = torch.Generator().manual_seed(TEST_SEED + 1)
         samples = sampling.generate(model, args.test, generator)
         smoothed = samples + sigma * torch.randn(samples.shape, generator=generator)
-        log_fake = sampling.model_log_density(model, "fake")
-        log_z_fake = sampling.log_normalizer(log_fake, proposal, args.samples, generator=generator)
+        log_fake, fake_normaliser, fake_proposal = sampling.normalisable_density(model, "fake")
+        log_z_fake = sampling.log_normalizer(fake_normaliser, fake_proposal, args.samples, generator=generator)
         kl = (log_fake(smoothed).double() - log_z_fake - log_f(smoothed).double() + float(np.mean(dde.log_z))).mean()
         noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
         result["generator"] = {"kl": float(kl),
@@ -173,8 +183,10 @@ def run_toys(args: argparse.Namespace) -> dict:
 
 def print_toy(name: str, r: dict) -> None:
     gen = r.get("generator")
+    plain = r.get("dde_without_flow")
     print(f"{name:<13} DDE(s={r['sigma']:g}) {r['dde']['mean']:7.3f} ± {r['dde']['std']:.3f} "
-          f"(grid log Z: {r['dde']['ll_with_grid_log_z']:7.3f})  KDE(h={r['kde']['bandwidth']:.3f}) "
+          f"(grid log Z: {r['dde']['ll_with_grid_log_z']:7.3f}"
+          + (f"; without the flow {plain['mean']:.3f}" if plain else "") + f")  KDE(h={r['kde']['bandwidth']:.3f}) "
           f"{r['kde']['mean']:7.3f}  true {r['true']['mean']:7.3f}  true smoothed {r['true_smoothed']['mean']:7.3f}"
           + (f"  generator KL {gen['kl']:.3f}, true LL {gen['generator_true_ll']:.3f} "
              f"(data {gen['data_true_ll']:.3f})" if gen else ""), flush=True)

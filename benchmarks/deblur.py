@@ -21,8 +21,10 @@ Methods, all on the circular model P2 assumes:
 * ADMM + MAP: `pnp.admm` with a MAP denoiser pair (rho = 1/sigma_R^2, at most 75 iterations):
   the shipped map-gray/map-color, or the --map-weights files.
 
-Time is the median wall time per image after one warm-up run, model loading excluded.  A last
-table times each method on a 1-megapixel colour photo, the size the speed goal names.
+Time is the median wall time per image after one warm-up run, model loading excluded.  Cost is
+the mean number of denoiser calls per image times the denoiser's MAC per pixel (the FFT data
+steps are not counted: a few hundred operations per pixel).  A last table times each method on
+a 1-megapixel colour photo, the size the speed goal names.
 
 The real-boundary table blurs with reflection instead (a scene larger than the frame), keeps
 the valid part of the blurred image as the observation, adds noise of the first sigma, and
@@ -36,6 +38,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import scipy.ndimage
@@ -47,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import weights as weight_files  # noqa: E402
 from denoise_cli.engine.algorithms import pnp  # noqa: E402
+from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
 from denoise_cli.engine.inference import Runner  # noqa: E402
 from denoise_cli.engine.metrics import compare  # noqa: E402
 from denoise_cli.engine.physics.blur import validate_kernel  # noqa: E402
@@ -125,29 +129,42 @@ def load_priors(paths: list[str] | None, shipped: dict[int, str] | None, device:
     return priors
 
 
+class Method(NamedTuple):
+    available: Callable[[int], bool]  # channels -> can it run?
+    solve: Callable[..., tuple[np.ndarray, int]]  # (y, kernel, sigma, channels, boundary) -> (x, denoiser calls)
+    has_boundaries: bool  # honours boundary="valid"
+    denoiser_macs: Callable[[int], float]  # channels -> MAC per pixel of one denoiser call
+
+
 def solvers(mmse: dict[int, Runner], map_priors: dict[int, Runner], device: torch.device, hqs_iterations: int,
-            chosen: list[str]):
-    """``name -> (channels -> available?, solve(y, kernel, sigma, channels, boundary), has boundary modes?)``
-    for the methods of METHODS in ``chosen``."""
+            chosen: list[str]) -> dict[str, Method]:
+    """Display name -> :class:`Method` for the methods of METHODS in ``chosen``."""
     def hqs(y, kernel, sigma, channels, boundary):
-        return to_image(pnp.hqs(to_tensor(y, device), kernel, mmse[channels].apply, sigma,
-                                iterations=hqs_iterations, boundary=boundary).image)
+        result = pnp.hqs(to_tensor(y, device), kernel, mmse[channels].apply, sigma, iterations=hqs_iterations,
+                         boundary=boundary)
+        return to_image(result.image), result.iterations
 
     def admm(y, kernel, sigma, channels, boundary):
         prior = map_priors[channels]
-        return to_image(pnp.admm(to_tensor(y, device), kernel, prior.apply, sigma, prior.model.rho,
-                                 boundary=boundary).image)
+        result = pnp.admm(to_tensor(y, device), kernel, prior.apply, sigma, prior.model.rho, boundary=boundary)
+        return to_image(result.image), result.iterations
+
+    def cost(priors: dict[int, Runner]) -> Callable[[int], float]:
+        return lambda channels: macs_per_pixel(priors[channels].model, channels)
 
     every = {
-        "wiener": ("Wiener", (lambda c: True, lambda y, k, s, c, b: wiener(y, k, s), False)),
-        "rl": ("Richardson-Lucy", (lambda c: True, lambda y, k, s, c, b: richardson_lucy(y, k, s), False)),
-        "hqs": (f"HQS + MMSE (unet3, {hqs_iterations} iterations)", (lambda c: c in mmse, hqs, True)),
-        "admm": ("ADMM + MAP", (lambda c: c in map_priors, admm, True)),
+        "wiener": ("Wiener", Method(lambda c: True, lambda y, k, s, c, b: (wiener(y, k, s), 0), False,
+                                    lambda c: 0.0)),
+        "rl": ("Richardson-Lucy", Method(lambda c: True, lambda y, k, s, c, b: (richardson_lucy(y, k, s), 0), False,
+                                         lambda c: 0.0)),
+        "hqs": (f"HQS + MMSE (unet3, {hqs_iterations} iterations)",
+                Method(lambda c: c in mmse, hqs, True, cost(mmse))),
+        "admm": ("ADMM + MAP", Method(lambda c: c in map_priors, admm, True, cost(map_priors))),
     }
     return dict(every[key] for key in METHODS if key in chosen)
 
 
-def timed(solve, *args) -> tuple[np.ndarray, float]:
+def timed(solve, *args) -> tuple[tuple[np.ndarray, int], float]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -158,35 +175,38 @@ def timed(solve, *args) -> tuple[np.ndarray, float]:
 
 
 def protocol_p2(images: list[np.ndarray], kernels: list[tuple[int, np.ndarray]], sigmas: list[float],
-                channels: int, methods: dict) -> dict:
+                channels: int, methods: dict[str, Method]) -> dict:
     results: dict = {}
     for sigma in sigmas:
-        for name, (available, solve, _) in methods.items():
+        for name, (available, solve, _, denoiser_macs) in methods.items():
             if not available(channels):
                 continue
-            scores, times = [], []
+            scores, times, calls = [], [], []
             for index, clean in enumerate(images):
                 for k, kernel in kernels:
                     rng = np.random.default_rng([int(sigma * 100), index, k])
                     noisy = blur_circular(clean, kernel) + rng.standard_normal(clean.shape) * sigma / 255
                     if not times:  # warm-up: first calls pay for allocation and kernel selection
                         solve(noisy, kernel, sigma / 255, channels, "circular")
-                    out, seconds = timed(solve, noisy, kernel, sigma / 255, channels, "circular")
+                    (out, iterations), seconds = timed(solve, noisy, kernel, sigma / 255, channels, "circular")
                     scores.append(compare(out, clean, "8"))
                     times.append(seconds)
+                    calls.append(iterations)
             pixels = images[0].shape[0] * images[0].shape[1]
             results.setdefault(str(sigma), {})[name] = {
                 "psnr": float(np.mean([s["psnr"] for s in scores])),
                 "ssim": float(np.mean([s["ssim"] for s in scores])),
                 "seconds_per_image": float(np.median(times)),
-                "megapixels_per_s": pixels / 1e6 / float(np.median(times)), "runs": len(scores)}
+                "megapixels_per_s": pixels / 1e6 / float(np.median(times)), "runs": len(scores),
+                "denoiser_calls": float(np.mean(calls)),
+                "macs_per_pixel": float(np.mean(calls)) * denoiser_macs(channels)}
     return results
 
 
 def real_boundary(images: list[np.ndarray], kernels: list[tuple[int, np.ndarray]], sigma: float, channels: int,
-                  methods: dict) -> dict:
+                  methods: dict[str, Method]) -> dict:
     results: dict = {}
-    for name, (available, solve, has_boundaries) in methods.items():
+    for name, (available, solve, has_boundaries, _) in methods.items():
         if not (available(channels) and has_boundaries):
             continue
         for boundary in ("valid", "circular"):
@@ -200,7 +220,7 @@ def real_boundary(images: list[np.ndarray], kernels: list[tuple[int, np.ndarray]
                     truth = clean[rows, cols]
                     rng = np.random.default_rng([int(sigma * 100), index, k, 1])
                     observed = observed + rng.standard_normal(observed.shape) * sigma / 255
-                    out = solve(observed, kernel, sigma / 255, channels, boundary)
+                    out, _ = solve(observed, kernel, sigma / 255, channels, boundary)
                     mask = np.ones(truth.shape[:2], bool)
                     mask[BORDER:-BORDER, BORDER:-BORDER] = False
                     whole.append(compare(out, truth, "8")["psnr"])
@@ -211,7 +231,7 @@ def real_boundary(images: list[np.ndarray], kernels: list[tuple[int, np.ndarray]
 
 
 def megapixel_seconds(image: np.ndarray, kernel: np.ndarray, sigma: float, channels: int,
-                      methods: dict) -> dict[str, float]:
+                      methods: dict[str, Method]) -> dict[str, float]:
     """Seconds per method to deblur a 1024x1024 photo as `dncli deblur` does (valid boundary):
     ``image`` mirrored to that size, blurred with reflection, noise ``sigma`` (0..255); the
     median of three timed runs after a warm-up run (one run for a method slower than a minute)."""
@@ -220,7 +240,7 @@ def megapixel_seconds(image: np.ndarray, kernel: np.ndarray, sigma: float, chann
     observed = blur_circular(scene, kernel, "reflect")
     observed = observed + np.random.default_rng(0).standard_normal(observed.shape) * sigma / 255
     seconds = {}
-    for name, (available, solve, has_boundaries) in methods.items():
+    for name, (available, solve, has_boundaries, _) in methods.items():
         if available(channels):
             boundary = "valid" if has_boundaries else "circular"
             solve(observed, kernel, sigma / 255, channels, boundary)
@@ -277,8 +297,8 @@ def main() -> None:
 
     print(f"## P2 non-blind deblurring (PSNR dB / SSIM), kernels {','.join(map(str, numbers))}, "
           f"device {device}, {args.threads} CPU threads, {args.precision}\n")
-    print("| set | sigma | method | PSNR | SSIM | s/image | Mpx/s | runs |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| set | sigma | method | PSNR | SSIM | s/image | Mpx/s | denoiser calls | M MAC/pixel | runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     loaded: dict[str, tuple[int, list[np.ndarray]]] = {}
     for name in args.sets.split(","):
         channels, count = SETS[name]
@@ -295,7 +315,8 @@ def main() -> None:
         for sigma, rows in scores.items():
             for method, row in rows.items():
                 print(f"| {name} | {sigma} | {method} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
-                      f"{row['seconds_per_image']:.3f} | {row['megapixels_per_s']:.3f} | {row['runs']} |", flush=True)
+                      f"{row['seconds_per_image']:.3f} | {row['megapixels_per_s']:.3f} | "
+                      f"{row['denoiser_calls']:.1f} | {row['macs_per_pixel'] / 1e6:.2f} | {row['runs']} |", flush=True)
     if "hqs" in chosen and not mmse:
         print("\nHQS + MMSE skipped: no unet3 weights (give --mmse-weights or install the shipped models).")
     if "admm" in chosen and not map_priors:

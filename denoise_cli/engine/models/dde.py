@@ -204,10 +204,12 @@ class DDEModel(nn.Module):
         self.base_basis.copy_(basis)
         self.base_variances.copy_(variances.clamp_min(0))
 
-    def base_covariance(self) -> torch.Tensor:
-        """``C + sigma^2 I``, the covariance of the Gaussian base at ``config.sigma``, float64."""
+    def base_covariance(self, level: float | None = None) -> torch.Tensor:
+        """``C + s^2 I``, the covariance of the Gaussian base at level ``s`` (default
+        ``config.sigma``), float64."""
+        level = self.config.sigma if level is None else level
         basis = self.base_basis.double()
-        return (basis * (self.base_variances.double() + self.config.sigma ** 2)) @ basis.T
+        return (basis * (self.base_variances.double() + level ** 2)) @ basis.T
 
     def _whiten(self, x: torch.Tensor, levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, D]`` in the base's eigenbasis, each coordinate divided by its smoothed standard

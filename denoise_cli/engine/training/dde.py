@@ -172,7 +172,8 @@ class DDETraining:
     normalised DDE loss on it at the final level (``dde_loss``), and where
     :func:`plain_likelihood_is_reliable`, the log-likelihood of the validation data
     (``log_likelihood``, nats) and, with a generator, the estimate ``kl`` of ``KL(q_s || p_s)``
-    from the two normalised DDEs on generator samples.
+    from the two normalised DDEs on generator samples; up to ``MAX_LIKELIHOOD_DIM`` dimensions a
+    conditional model's densities go through the probability flow (``sampling.normalisable_density``).
     """
 
     def __init__(self, model: DDEModel, data: DDEData, schedule: DDESchedule,
@@ -231,13 +232,15 @@ class DDETraining:
         with torch.enable_grad():  # the trainer validates under no_grad; the loss needs grad f
             metrics = {"dde_loss": dde_loss(model, "real", data, noise, levels).item()}
         if plain_likelihood_is_reliable(model):
-            proposal = sampling.dde_proposal(model)
-            real = sampling.model_log_density(model, "real")
-            log_z_real = sampling.log_normalizer(real, proposal, LOG_Z_SAMPLES, generator=generator, device=device)
+            # the flow's exact Laplacian costs a backward pass per dimension
+            flow_steps = sampling.COARSE_FLOW_STEPS if model.config.dim <= MAX_LIKELIHOOD_DIM else 0
+            real, normaliser, proposal = sampling.normalisable_density(model, "real", flow_steps)
+            log_z_real = sampling.log_normalizer(normaliser, proposal, LOG_Z_SAMPLES, generator=generator,
+                                                 device=device)
             metrics["log_likelihood"] = float(real(data.flatten(1)).double().mean()) - log_z_real
             if model.generator is not None:
-                fake = sampling.model_log_density(model, "fake")
-                log_z_fake = sampling.log_normalizer(fake, proposal, LOG_Z_SAMPLES, generator=generator,
+                fake, normaliser, proposal = sampling.normalisable_density(model, "fake", flow_steps)
+                log_z_fake = sampling.log_normalizer(normaliser, proposal, LOG_Z_SAMPLES, generator=generator,
                                                      device=device)
                 samples = sampling.generate(model, len(data), generator, device)
                 samples = samples + model.config.sigma * torch.randn(samples.shape, generator=generator)
