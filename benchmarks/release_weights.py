@@ -150,10 +150,13 @@ def density_estimator_details(model, record: dict, results: dict | None, args: a
         toy = results["toys"][data[4:]]
         metrics = {"test_log_likelihood": {
             "dde": {"mean": round(toy["dde"]["mean"], 4), "std": round(toy["dde"]["std"], 4),
-                    "repeats": toy["dde"]["repeats"], "importance_samples": toy["dde"]["importance_samples"]},
+                    "repeats": toy["dde"]["repeats"], "importance_samples": toy["dde"]["importance_samples"],
+                    "flow_steps": toy["dde"].get("flow_steps")},
             "kde": {"mean": round(toy["kde"]["mean"], 4), "bandwidth": toy["kde"]["bandwidth"]},
             "true": round(toy["true"]["mean"], 4), "true_smoothed": round(toy["true_smoothed"]["mean"], 4),
             "test_points": toy["test_points"], "unit": "nats per sample"}}
+        if "dde_without_flow" in toy:
+            metrics["test_log_likelihood"]["dde_without_flow"] = round(toy["dde_without_flow"]["mean"], 4)
         if "generator" in toy:
             metrics["generator"] = {k: round(v, 4) for k, v in toy["generator"].items()}
         metrics["plot"] = toy["plot"]
