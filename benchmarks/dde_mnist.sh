@@ -14,6 +14,10 @@
 # (SIGMA=127.5 on the 0..255 scale), Adam 1e-3, batch 100, a generator step every 10th step; 30000
 # steps is the authors' number of updates (50 epochs of 60000 images at batch 100).  The plain
 # network (--base none) as the authors had it; dde-train would add a Gaussian base at 784-d.
+# ANNEAL=255 (with e.g. SIGMA=25.5) trains conditional DDEs over the levels SIGMA..ANNEAL instead,
+# and the generator on all of them.  Untried on MNIST, where one level gave 1-3 classes at 0.3
+# and 0.5; on the 2-D toys conditional DDEs learn the mass of every mode, but a generator trained
+# on all levels (--gen-every 5) spread over the plane, so try a larger --gen-every too.
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
@@ -24,6 +28,7 @@ mkdir -p "$(dirname "$OUT")" benchmarks/results
 dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$OUT" \
     --sigma "$SIGMA" --base none --width 256 --depth 16 --latent 16 --gen-width 512 --gen-depth 3 \
     --batch-size 100 --lr 1e-3 --gen-every 10 --max-steps "$STEPS" --validate-every 2000 \
+    ${ANNEAL:+--anneal "$ANNEAL" --conditional} \
     --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${OUT%.pt}.json"
 python benchmarks/dde.py mnist --model "$OUT" --device "$DEVICE" --threads "${THREADS:-1}" ${LIMIT:+--limit "$LIMIT"} \
     ${LIMIT:+--classifier-epochs 1} ${RESULTS:+--results "$RESULTS"} \

@@ -1,19 +1,20 @@
 #!/bin/sh
-# Train the four shipped 2-D toy DDEs (with generators), benchmark them and release them.
+# Train the four shipped 2-D toy DDEs, benchmark them and release them.
 #
 #   sh benchmarks/dde_toys.sh OUT_DIR [train|release]
 #
-# "train" writes OUT_DIR/dde-<toy>.pt and OUT_DIR/dde-<toy>.png (data | density | generator);
-# "release" runs benchmarks/dde.py on those checkpoints (benchmarks/results/dde-toys.json and
-# the side-by-side density plots) and copies them into weights/ with their manifest entries.
-# TOYS="rings checkerboard" trains a subset (run two such jobs side by side on two cores).
+# "train" writes OUT_DIR/dde-<toy>.pt (TOYS="rings checkerboard" trains a subset: run two such
+# jobs side by side on two cores); "release" runs benchmarks/dde.py on those checkpoints
+# (benchmarks/results/dde-toys.json and the side-by-side density plots) and copies them into
+# weights/ with their manifest entries.
 #
 # The models are conditional: one DDE covers every noise level from 0.03 to 1.0, and its
 # likelihood at 0.03 comes from 1.0 through the probability flow (engine/algorithms/sampling.py).
 # Why: beating a tuned KDE needs a level of 0.04 or less, and a DDE trained at one such level
-# does not learn the relative mass of modes that its noise never joins (rings at 0.03: -2.74
-# nats against -2.25 for the smoothed truth).  The generator learns every level too, and steps
-# every 5th iteration.  One CPU thread each: about 12 minutes per toy on one core of an AMD EPYC.
+# does not learn the relative mass of modes that its noise never joins.  They have no generator:
+# a generator trained on every level alongside (--gen-every 5, 20,000 steps) covered the plane
+# instead of the spirals, so `dde-sample` draws from them by annealed Langevin dynamics, whose
+# samples follow the data.  One CPU thread each: about 9 minutes per toy on one core of an AMD EPYC.
 set -eu
 OUT=${1:?usage: dde_toys.sh OUT_DIR [train|release]}
 STAGE=${2:-train}
@@ -22,9 +23,9 @@ TOYS=${TOYS:-"two-spirals 8-gaussians checkerboard rings"}
 mkdir -p "$OUT"
 if [ "$STAGE" = train ]; then
     for toy in $TOYS; do
-        dncli dde-train "toy:$toy" -o "$OUT/dde-$toy.pt" --sigma 0.03 --anneal 1.0 --conditional --width 128 \
-            --max-steps 20000 --batch-size 512 --gen-every 5 --gen-lr 5e-4 --validate-every 5000 --seed 0 \
-            --threads 1 --device cpu --plot "$OUT/dde-$toy.png" --json > "$OUT/dde-$toy.json"
+        dncli dde-train "toy:$toy" -o "$OUT/dde-$toy.pt" --sigma 0.03 --anneal 1.0 --conditional --no-generator \
+            --width 128 --max-steps 30000 --validate-every 10000 --seed 0 --threads 1 --device cpu \
+            --json > "$OUT/dde-$toy.json"
     done
 else
     python benchmarks/dde.py toys --checkpoints "$OUT" --threads 1 --json benchmarks/results/dde-toys.json

@@ -169,7 +169,7 @@ def test_shipped_toy_models_verify_and_reproduce_their_manifest_likelihood():
     for name, toy in TOYS.items():
         entry = entries[f"dde-{name}"]
         model = weights.load_shipped(f"dde-{name}")  # checks the sha256 first
-        assert model.arch_name == "dde" and model.generator is not None
+        assert model.arch_name == "dde" and model.config.conditional
         test = toy.sample(2000, torch.Generator().manual_seed(5))
         log_density, normaliser, proposal = sampling.normalisable_density(model, flow_steps=sampling.COARSE_FLOW_STEPS)
         result = sampling.log_likelihood(log_density, test, proposal, repeats=1, samples=16384, normaliser=normaliser)
