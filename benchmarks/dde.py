@@ -136,8 +136,8 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
     }
     plotted = log_f
     if model.config.conditional:  # what the flow corrects: f alone at the lowest level
-        plain = sampling.log_likelihood(sampling.model_log_density(model), test, sampling.dde_proposal(model),
-                                        repeats=args.repeats, samples=args.samples, seed=0)
+        f_alone, _, f_proposal = sampling.normalisable_density(model, flow_steps=0)
+        plain = sampling.log_likelihood(f_alone, test, f_proposal, repeats=args.repeats, samples=args.samples, seed=0)
         result["dde_without_flow"] = {"mean": plain.mean, "std": plain.std}
         plotted = sampling.normalisable_density(model, flow_steps=sampling.COARSE_FLOW_STEPS)[0]
     panels = [plots.histogram_panel(test.numpy(), toy.extent),
