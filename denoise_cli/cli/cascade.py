@@ -36,7 +36,7 @@ def command(
         "--denoiser", help="Starting denoiser: a shipped name or a weights file.")] = "unet3-color",
     sigma: Annotated[str, typer.Option(
         "--sigma", help="Noise level to train for, or LOW,HIGH to draw one per image (0..255).")] = "25",
-    weight: Annotated[float, typer.Option("--lambda", help="Weight of the task loss against the MSE.")] = 0.003,
+    weight: Annotated[float, typer.Option("--lambda", help="Weight of the task loss against the MSE.")] = 0.002,
     task_arch: Annotated[Optional[str], typer.Option(
         "--task-arch",
         help="Built-in architecture of a --task-model state dict: classifier-cnn or segmenter-unet.")] = None,
