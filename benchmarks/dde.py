@@ -287,7 +287,8 @@ def run_mnist(args: argparse.Namespace) -> dict:
         def draw(n: int) -> torch.Tensor:
             if name == "generator":
                 return sampling.generate(model, n, generator, device)
-            return sampling.langevin(model, n, generator, steps=args.langevin_steps, device=device)
+            return sampling.langevin(model, n, generator, steps=args.langevin_steps,
+                                     step_size=args.langevin_step_size, device=device)
 
         draw(min(count, 64))  # warm-up: first-call allocations and kernel choice are not the sampler's speed
         if device.type == "cuda":
@@ -417,7 +418,8 @@ def main() -> None:
     mnist.add_argument("--limit", type=int, help="use at most N train and N test images (a quick check)")
     mnist.add_argument("--classifier-epochs", type=int, default=3)
     mnist.add_argument("--langevin", action="store_true", help="also time and score Langevin sampling")
-    mnist.add_argument("--langevin-steps", type=int, default=200)
+    mnist.add_argument("--langevin-steps", type=int, default=200, help="Langevin steps per noise level")
+    mnist.add_argument("--langevin-step-size", type=float, default=0.1, help="dde-sample's --step-size")
     mnist.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     patches = commands.add_parser("patches", help="8x8 gray patches (d = 64): DDE vs KDE vs Gaussian log-likelihood")
     patches.add_argument("--write-data", type=Path, metavar="DIR",

@@ -289,11 +289,12 @@ def density_command(
         "--repeats", help="Independent estimates of log Z; their spread is reported.")] = 1,
     normalize: Annotated[bool, typer.Option(
         "--normalize/--no-normalize", help="Subtract log Z; without it, print the unnormalised f(x).")] = True,
-    flow_steps: Annotated[int, typer.Option(
+    flow_steps: Annotated[Optional[int], typer.Option(
         "--flow-steps", metavar="N", help="A conditional model: carry each sample along the probability flow from "
                                           "the lowest noise level to the highest in N steps, and normalise there "
-                                          "(costs 2N(D+1) passes per sample); 0: normalise f at the lowest level.")
-    ] = 100,
+                                          "(costs 2N(D+1) passes per sample); 0: normalise f at the lowest level "
+                                          "[default: 100 up to 16 dimensions, else 0].", show_default=False)
+    ] = None,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
@@ -316,13 +317,13 @@ def density_command(
 
     from ..engine import device as devices
     from ..engine.algorithms import sampling
-    from ..engine.training.dde import plain_likelihood_is_reliable
+    from ..engine.training.dde import MAX_LIKELIHOOD_DIM, plain_likelihood_is_reliable
     from ..engine.training.dde_data import samples_for
 
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
     samples = samples if samples is not None else (512 if ais else 65536)
-    if samples < 1 or repeats < 1 or ais < 0 or flow_steps < 0:
+    if samples < 1 or repeats < 1 or ais < 0 or (flow_steps is not None and flow_steps < 0):
         raise UsageError("--samples and --repeats must be at least 1, --ais and --flow-steps at least 0")
     torch_device = devices.select_device(device)
     devices.configure_cpu(threads)
@@ -336,6 +337,8 @@ def density_command(
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
 
+    if flow_steps is None:  # the flow's exact Laplacian costs a backward pass per dimension
+        flow_steps = sampling.FLOW_STEPS if network.config.dim <= MAX_LIKELIHOOD_DIM else 0
     flowing = network.config.conditional and flow_steps > 0
     log_density, normaliser, proposal = sampling.normalisable_density(network, flow_steps=flow_steps)
     energies = torch.cat([log_density(chunk.to(torch_device)).double().cpu() for chunk in values.flatten(1).split(4096)])
