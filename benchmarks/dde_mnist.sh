@@ -26,7 +26,7 @@
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
-STEPS=${STEPS:-30000}
+STEPS=${STEPS:-$([ "${LANGEVIN:-0}" = 1 ] && echo 60000 || echo 30000)}
 SIGMA=${SIGMA:-127.5}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$(dirname "$OUT")" benchmarks/results
