@@ -27,15 +27,14 @@ set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
 STEPS=${STEPS:-30000}
-SIGMA=${SIGMA:-127.5}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$(dirname "$OUT")" benchmarks/results
 if [ "${LANGEVIN:-0}" = 1 ]; then
-    RECIPE="--sigma ${SIGMA_MIN:-12.75} --anneal 2550 --conditional --no-generator --batch-size 128"
+    RECIPE="--sigma ${SIGMA:-12.75} --anneal 2550 --conditional --no-generator --batch-size 128"
     SAMPLERS="--langevin --langevin-step-size 0.3"
 else
-    RECIPE="--sigma $SIGMA ${ANNEAL:+--anneal $ANNEAL --conditional} --base none --latent 16 --gen-width 512
-        --gen-depth 3 --batch-size 100 --gen-every 10"
+    RECIPE="--sigma ${SIGMA:-127.5} ${ANNEAL:+--anneal $ANNEAL --conditional} --base none --latent 16
+        --gen-width 512 --gen-depth 3 --batch-size 100 --gen-every 10"
     SAMPLERS=""
 fi
 # shellcheck disable=SC2086  # RECIPE and SAMPLERS are lists of options

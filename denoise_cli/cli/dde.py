@@ -317,7 +317,7 @@ def density_command(
 
     from ..engine import device as devices
     from ..engine.algorithms import sampling
-    from ..engine.training.dde import MAX_LIKELIHOOD_DIM, plain_likelihood_is_reliable
+    from ..engine.training.dde import plain_likelihood_is_reliable
     from ..engine.training.dde_data import samples_for
 
     if limit is not None and limit < 1:
@@ -337,8 +337,8 @@ def density_command(
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
 
-    if flow_steps is None:  # the flow's exact Laplacian costs a backward pass per dimension
-        flow_steps = sampling.FLOW_STEPS if network.config.dim <= MAX_LIKELIHOOD_DIM else 0
+    if flow_steps is None:
+        flow_steps = sampling.affordable_flow_steps(network)
     flowing = network.config.conditional and flow_steps > 0
     log_density, normaliser, proposal = sampling.normalisable_density(network, flow_steps=flow_steps)
     energies = torch.cat([log_density(chunk.to(torch_device)).double().cpu() for chunk in values.flatten(1).split(4096)])

@@ -172,7 +172,7 @@ class DDETraining:
     normalised DDE loss on it at the final level (``dde_loss``), and where
     :func:`plain_likelihood_is_reliable`, the log-likelihood of the validation data
     (``log_likelihood``, nats) and, with a generator, the estimate ``kl`` of ``KL(q_s || p_s)``
-    from the two normalised DDEs on generator samples; up to ``MAX_LIKELIHOOD_DIM`` dimensions a
+    from the two normalised DDEs on generator samples; up to ``sampling.MAX_FLOW_DIM`` dimensions a
     conditional model's densities go through the probability flow (``sampling.normalisable_density``).
     """
 
@@ -232,8 +232,7 @@ class DDETraining:
         with torch.enable_grad():  # the trainer validates under no_grad; the loss needs grad f
             metrics = {"dde_loss": dde_loss(model, "real", data, noise, levels).item()}
         if plain_likelihood_is_reliable(model):
-            # the flow's exact Laplacian costs a backward pass per dimension
-            flow_steps = sampling.COARSE_FLOW_STEPS if model.config.dim <= MAX_LIKELIHOOD_DIM else 0
+            flow_steps = sampling.affordable_flow_steps(model, sampling.COARSE_FLOW_STEPS)
             real, normaliser, proposal = sampling.normalisable_density(model, "real", flow_steps)
             log_z_real = sampling.log_normalizer(normaliser, proposal, LOG_Z_SAMPLES, generator=generator,
                                                  device=device)
