@@ -23,8 +23,8 @@ training stream.  Test log-likelihoods, in nats per sample, for
 * the true density, plain and smoothed by the DDE's noise level (what the DDE learns at its
   optimum; ``engine/training/dde_data.py``).
 
-With a generator, ``kl`` estimates ``KL(q_s || p_s)`` from the two normalised DDEs on smoothed
-generator samples, and ``generator_true_ll`` is the mean true smoothed log-density of those
+With a generator, ``kl`` (KL-trained generators only) estimates ``KL(q_s || p_s)`` from the two
+normalised DDEs on smoothed generator samples, and ``generator_true_ll`` is the mean true smoothed log-density of those
 samples (beside the same for data, ``data_true_ll``: higher than that means the generator
 concentrates on the modes).  Plots (test data | true | KDE | DDE | generator, each panel the
 same square) go to ``benchmarks/results/dde-<toy>.png`` (or ``--results DIR``).
@@ -35,7 +35,7 @@ test.  A small CNN classifier is trained here on the train part; its 64-d penult
 give the Frechet distance (FD) between generated and test images, with the FD between the
 train and test images as the floor, and its softmax the confidence (mean max probability), the
 class histogram and the classifier score exp(E KL(p(y|x) || p(y))) (10 at best).  Samples per
-second time the generator (and Langevin with --langevin).  A grid of 64 samples of each sampler
+second time the generator (and the probability flow with --flow, Langevin with --langevin).  A grid of 64 samples of each sampler
 goes to ``benchmarks/results/dde-mnist-<sampler>.png``.
 
 **8x8 patches** (d = 64, ``benchmarks/dde_patches.sh``).  Gray (BT.601 luma) patches of the
@@ -148,13 +148,14 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
         generator = torch.Generator().manual_seed(TEST_SEED + 1)
         samples = sampling.generate(model, args.test, generator)
         smoothed = samples + sigma * torch.randn(samples.shape, generator=generator)
-        log_fake, fake_normaliser, fake_proposal = sampling.normalisable_density(model, "fake")
-        log_z_fake = sampling.log_normalizer(fake_normaliser, fake_proposal, args.samples, generator=generator)
-        kl = (log_fake(smoothed).double() - log_z_fake - log_f(smoothed).double() + float(np.mean(dde.log_z))).mean()
         noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
-        result["generator"] = {"kl": float(kl),
-                               "generator_true_ll": float(toy.log_density(smoothed, sigma).mean()),
+        result["generator"] = {"generator_true_ll": float(toy.log_density(smoothed, sigma).mean()),
                                "data_true_ll": float(toy.log_density(noisy_test, sigma).mean())}
+        if model.fake is not None:  # a KL-trained generator: KL(q || p) from the two DDEs
+            log_fake, fake_normaliser, fake_proposal = sampling.normalisable_density(model, "fake")
+            log_z_fake = sampling.log_normalizer(fake_normaliser, fake_proposal, args.samples, generator=generator)
+            kl = log_fake(smoothed).double() - log_z_fake - log_f(smoothed).double() + float(np.mean(dde.log_z))
+            result["generator"]["kl"] = float(kl.mean())
         panels.append(plots.histogram_panel(samples.numpy(), toy.extent))
     path = args.results / f"dde-{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +189,8 @@ def print_toy(name: str, r: dict) -> None:
           f"(grid log Z: {r['dde']['ll_with_grid_log_z']:7.3f}"
           + (f"; without the flow {plain['mean']:.3f}" if plain else "") + f")  KDE(h={r['kde']['bandwidth']:.3f}) "
           f"{r['kde']['mean']:7.3f}  true {r['true']['mean']:7.3f}  true smoothed {r['true_smoothed']['mean']:7.3f}"
-          + (f"  generator KL {gen['kl']:.3f}, true LL {gen['generator_true_ll']:.3f} "
-             f"(data {gen['data_true_ll']:.3f})" if gen else ""), flush=True)
+          + ("  generator" + (f" KL {gen['kl']:.3f}," if "kl" in gen else "")
+             + f" true LL {gen['generator_true_ll']:.3f} (data {gen['data_true_ll']:.3f})" if gen else ""), flush=True)
 
 
 # --- MNIST --------------------------------------------------------------------------------------
@@ -282,11 +283,14 @@ def run_mnist(args: argparse.Namespace) -> dict:
                     "classifier": {"test_accuracy": accuracy, "epochs": args.classifier_epochs},
                     "floor_frechet_distance_train_vs_test": frechet_distance(train_features, test_features),
                     "real_test": confidence(test_probabilities), "samplers": {}}
-    samplers = (["generator"] if model.generator is not None else []) + (["langevin"] if args.langevin else [])
+    samplers = (["generator"] if model.generator is not None else []) + (["flow"] if args.flow else []) \
+        + (["langevin"] if args.langevin else [])
     for name in samplers:
         def draw(n: int) -> torch.Tensor:
             if name == "generator":
                 return sampling.generate(model, n, generator, device)
+            if name == "flow":
+                return sampling.flow_samples(model, n, generator, args.flow_steps, device=device)
             return sampling.langevin(model, n, generator, steps=args.langevin_steps,
                                      step_size=args.langevin_step_size, device=device)
 
@@ -417,6 +421,8 @@ def main() -> None:
     mnist.add_argument("--split", type=int, default=8000, help="images before this index train, the rest test")
     mnist.add_argument("--limit", type=int, help="use at most N train and N test images (a quick check)")
     mnist.add_argument("--classifier-epochs", type=int, default=3)
+    mnist.add_argument("--flow", action="store_true", help="also time and score probability-flow sampling")
+    mnist.add_argument("--flow-steps", type=int, default=sampling.FLOW_SAMPLE_STEPS, help="dde-sample's --steps, flow")
     mnist.add_argument("--langevin", action="store_true", help="also time and score Langevin sampling")
     mnist.add_argument("--langevin-steps", type=int, default=200, help="Langevin steps per noise level")
     mnist.add_argument("--langevin-step-size", type=float, default=0.1, help="dde-sample's --step-size")

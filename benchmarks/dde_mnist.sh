@@ -1,49 +1,54 @@
 #!/bin/sh
-# Train, benchmark and (with RELEASE=1) ship the MNIST DDE with its generator.  Meant for a GPU
-# session; every setting can be overridden from the environment:
+# Train, benchmark and (with RELEASE=1) ship the MNIST DDE with its generator.  Every setting can
+# be overridden from the environment:
 #
-#   sh benchmarks/dde_mnist.sh                                   # one GPU, the full recipe
-#   STEPS=20 DEVICE=cpu THREADS=1 LIMIT=300 OUT=/tmp/m/m.pt RESULTS=/tmp/m BENCH_JSON=/tmp/m/b.json \
-#       sh benchmarks/dde_mnist.sh                               # a tiny check of the pipeline
+#   DEVICE=cpu THREADS=1 sh benchmarks/dde_mnist.sh              # the shipped recipe on one CPU thread
+#   STEPS=20 PAIRS=500 GEN_STEPS=20 DEVICE=cpu THREADS=1 LIMIT=300 OUT=/tmp/m/m.pt RESULTS=/tmp/m \
+#       BENCH_JSON=/tmp/m/b.json sh benchmarks/dde_mnist.sh        # a tiny check of the pipeline
 #   RELEASE=1 HARDWARE="1 NVIDIA H100" sh benchmarks/dde_mnist.sh
 #
 # Data: MNIST's training images are missing from ../shared/data (see its README), so the model
 # trains on test images 0-7999 and validates on 8000-9999, the split benchmarks/dde.py uses.
-# Recipe after the authors' MNIST model (METHODS.md section 3): DDEs of 16 residual layers x 256
-# softplus units, a plain 3 x 512 generator with a 16-d latent and a sigmoid output, sigma = 0.5
-# (SIGMA=127.5 on the 0..255 scale), Adam 1e-3, batch 100, a generator step every 10th step; 30000
-# steps is the authors' number of updates (50 epochs of 60000 images at batch 100).  The plain
-# network (--base none) as the authors had it; dde-train would add a Gaussian base at 784-d.
-# ANNEAL=255 (with e.g. SIGMA=25.5) trains conditional DDEs over the levels SIGMA..ANNEAL instead,
-# and the generator on all of them.  Untried on MNIST, where one level gave 1-3 classes at 0.3
-# and 0.5; on the 2-D toys conditional DDEs learn the mass of every mode, but a generator trained
-# on all levels (--gen-every 5) spread over the plane, so try a larger --gen-every too.
 #
-# LANGEVIN=1 trains the shipped model instead: one conditional DDE (Gaussian base) for every level
-# from 0.05 to 10, no generator, scored by annealed Langevin sampling (dde-sample --step-size 0.3);
-# 30000 steps, 28 minutes on one CPU thread.  A top level of 10 (mode separation rather than pixel
-# range) balanced the classes better than 1.0 did, even against 60000 steps at 1.0.
+# The shipped recipe (RECIPE=flow): one conditional DDE (Gaussian base, 16 x 256 softplus layers)
+# for every level from 0.05 to 10 on the 0..1 scale, then a generator distilled from its
+# probability flow (dncli dde-distill: PAIRS latents carried along 20 flow steps, a plain
+# 784-1024-1024-1024-784 network regressed onto them for GEN_STEPS steps).  A top level of 10 (mode
+# separation rather than pixel range) balanced the classes better than 1.0 did, even against
+# 60000 steps at 1.0.  STEPS=90000 took 75 minutes on one CPU thread, the distillation 15.
+#
+# RECIPE=kl: the authors' recipe, a generator trained on KL(q || p) beside the DDEs: 16 x 256
+# DDEs, a plain 3 x 512 generator with a 16-d latent, sigma = 0.5 (SIGMA=127.5 on the 0..255
+# scale), batch 100, a generator step every 10th step.  ANNEAL=255 (with e.g. SIGMA=25.5) trains
+# conditional DDEs over the levels SIGMA..ANNEAL instead.  On MNIST its generator ignored the latent
+# (one level, or annealed from 1.0 down to 0.3 or 0.15): every sample came out the same.
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
-STEPS=${STEPS:-30000}
+STEPS=${STEPS:-90000}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$(dirname "$OUT")" benchmarks/results
-if [ "${LANGEVIN:-0}" = 1 ]; then
-    RECIPE="--sigma ${SIGMA:-12.75} --anneal 2550 --conditional --no-generator --batch-size 128"
-    SAMPLERS="--langevin --langevin-step-size 0.3"
+if [ "${RECIPE:-flow}" = flow ]; then
+    OPTIONS="--sigma ${SIGMA:-12.75} --anneal 2550 --conditional --no-generator --batch-size 128"
+    DDE=${OUT%.pt}-dde.pt
 else
-    RECIPE="--sigma ${SIGMA:-127.5} ${ANNEAL:+--anneal $ANNEAL --conditional} --base none --latent 16
+    OPTIONS="--sigma ${SIGMA:-127.5} ${ANNEAL:+--anneal $ANNEAL --conditional} --base none --latent 16
         --gen-width 512 --gen-depth 3 --batch-size 100 --gen-every 10"
-    SAMPLERS=""
+    DDE=$OUT
 fi
-# shellcheck disable=SC2086  # RECIPE and SAMPLERS are lists of options
-dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$OUT" $RECIPE \
-    --width 256 --depth 16 --lr 1e-3 --max-steps "$STEPS" --validate-every 2000 \
-    --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${OUT%.pt}.json"
+# shellcheck disable=SC2086  # OPTIONS is a list of options
+dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$DDE" $OPTIONS \
+    --width 256 --depth 16 --lr 1e-3 --max-steps "$STEPS" --validate-every 5000 \
+    --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${DDE%.pt}.json"
+SAMPLERS=""
+if [ "${RECIPE:-flow}" = flow ]; then
+    dncli dde-distill --model "$DDE" -o "$OUT" --pairs "${PAIRS:-50000}" --max-steps "${GEN_STEPS:-10000}" \
+        --device "$DEVICE" --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${OUT%.pt}.json"
+    SAMPLERS="--flow --langevin --langevin-step-size 0.3"
+fi
 # shellcheck disable=SC2086
-python benchmarks/dde.py mnist --model "$OUT" $SAMPLERS --device "$DEVICE" --threads "${THREADS:-1}" ${LIMIT:+--limit "$LIMIT"} \
-    ${LIMIT:+--classifier-epochs 1} ${RESULTS:+--results "$RESULTS"} \
+python benchmarks/dde.py mnist --model "$OUT" $SAMPLERS --device "$DEVICE" --threads "${THREADS:-1}" \
+    ${LIMIT:+--limit "$LIMIT"} ${LIMIT:+--classifier-epochs 1} ${RESULTS:+--results "$RESULTS"} \
     --json "${BENCH_JSON:-benchmarks/results/dde-mnist.json}"
 if [ "${RELEASE:-0}" = 1 ]; then
     python benchmarks/release_weights.py "$OUT" dde-mnist --hardware "${HARDWARE:?set HARDWARE}" \

@@ -131,6 +131,11 @@ class ExactMixture(torch.nn.Module):
         squared = ((x.unsqueeze(1) - self.centres) ** 2).sum(-1)
         return torch.logsumexp(self.log_weights - squared / (2 * variance), 1) - math.log(2 * math.pi * variance)
 
+    def score(self, x: torch.Tensor, level: float) -> torch.Tensor:
+        with torch.enable_grad():
+            point = x.detach().requires_grad_(True)
+            return torch.autograd.grad(self.energy(point, level).sum(), point)[0]
+
     def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
         choice = (torch.rand(count, generator=generator) < 0.2).long()
         return self.centres[choice] + 0.2 * torch.randn(count, 2, generator=generator)
@@ -146,6 +151,21 @@ def test_probability_flow_likelihood_of_an_exact_model_is_the_true_likelihood():
     exact = float(model.energy(test, model.config.sigma).mean())
     assert result.mean == pytest.approx(exact, abs=0.02)
     assert result.log_z[0] == pytest.approx(0.0, abs=0.01)
+
+
+def test_flow_sampling_of_an_exact_mixture_keeps_the_mass_and_spread_of_each_mode():
+    # Started from a Gaussian at sigma_max = 2, where the modes have merged, the flow must split
+    # the mass 80 / 20 between them and end with the spread of the lowest level, sqrt(0.2^2 + 0.05^2).
+    model = ExactMixture()
+    latent = torch.randn(4000, 2, generator=torch.Generator().manual_seed(2))
+    samples = sampling.flow_sample(model, latent, steps=30, denoise=False)
+    nearest = torch.cdist(samples, model.centres).argmin(1)
+    assert float((nearest == 1).float().mean()) == pytest.approx(0.2, abs=0.02)
+    for mode in (0, 1):
+        spread = (samples[nearest == mode] - model.centres[mode]).std(0)
+        assert torch.allclose(spread, torch.full((2,), math.hypot(0.2, 0.05)), rtol=0.1)
+    again = sampling.flow_sample(model, latent[:10], steps=30, denoise=False)
+    assert torch.equal(again, samples[:10])  # deterministic: a function of the latent
 
 
 def test_probability_flow_needs_a_conditional_model():
@@ -411,6 +431,33 @@ def test_conditional_model_from_the_command_line_is_scored_through_the_flow(tmp_
         assert all(math.isfinite(v) for v in reports[steps]["log_density"])
     assert reports["5"]["flow_steps"] == 5 and reports["0"]["flow_steps"] is None
     assert reports["5"]["log_density"] != reports["0"]["log_density"]
+
+
+def test_a_generator_distilled_from_the_flow_samples_in_one_pass(tmp_path: Path):
+    teacher, student = tmp_path / "c.pt", tmp_path / "g.pt"
+    result = run_dncli("dde-train", "toy:8-gaussians", "--sigma", "0.05", "--anneal", "3", "--conditional",
+                       "--no-generator", "--max-steps", "100", "--validate-every", "0", "-o", str(teacher), *TINY_CLI)
+    assert result.returncode == 0, result.stderr.decode()
+    flow = run_dncli("dde-sample", "--model", str(teacher), "-n", "8", "-o", str(tmp_path / "f.npy"), "--threads", "1")
+    assert flow.returncode == 0 and b"(flow)" in flow.stderr, flow.stderr.decode()
+    result = run_dncli("dde-distill", "--model", str(teacher), "-o", str(student), "--pairs", "2000", "--gen-width",
+                       "64", "--max-steps", "300", "--validate-every", "100", "--json", "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    history = json.loads(result.stdout)["history"]
+    assert history[-1]["unexplained"] < min(0.5, history[0]["unexplained"])
+    distilled, original = weights.load_model(student), weights.load_model(teacher)
+    assert distilled.fake is None and distilled.config.generator_training == "distilled"
+    assert torch.equal(distilled.state_dict()["real.lift.weight"], original.state_dict()["real.lift.weight"])
+    sample = run_dncli("dde-sample", "--model", str(student), "-n", "8", "-o", str(tmp_path / "g.npy"),
+                       "--threads", "1")
+    assert sample.returncode == 0 and b"(generator)" in sample.stderr, sample.stderr.decode()
+    assert np.load(tmp_path / "g.npy").shape == (8, 2)
+    plain = tmp_path / "plain.pt"
+    assert run_dncli("dde-train", "toy:rings", "--no-generator", "--max-steps", "2", "-o", str(plain),
+                     *TINY_CLI).returncode == 0
+    refused = run_dncli("dde-distill", "--model", str(plain), "-o", str(tmp_path / "x.pt"))
+    assert_clean_error(refused, 2, "needs a conditional DDE")
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_vectors_get_a_gaussian_base_so_their_log_densities_are_normalised(tmp_path: Path):

@@ -1,6 +1,6 @@
-"""Denoising density estimators: ``dde-train``, ``dde-sample`` and ``dde-density``.
+"""Denoising density estimators: ``dde-train``, ``dde-distill``, ``dde-sample`` and ``dde-density``.
 
-One module, three commands (``COMMANDS``), since they share the model look-up and the units.
+One module, four commands (``COMMANDS``), since they share the model look-up and the units.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .options import CheckpointEvery, Device, Json, MaxTime, Seed, Threads, Vali
 # Shipped DDE models: what users type -> the manifest entry.
 SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
            "toy:checkerboard": "dde-checkerboard", "toy:rings": "dde-rings", "mnist": "dde-mnist"}
-SAMPLERS = ("generator", "langevin")
+SAMPLERS = ("generator", "flow", "langevin")
 LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the trainer's default 20 floods stderr
 # Defaults that differ between vectors and images (images follow the authors' MNIST model).
 VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
@@ -203,15 +203,19 @@ def sample_command(
                                "vectors: a scatter plot), a directory (images: one PNG each) or '-' for stdout "
                                "[default: stdout].")] = None,
     sampler: Annotated[Optional[str], typer.Option(
-        "--sampler", help="generator (one pass) or langevin (dynamics on the DDE's gradient) [default: generator "
-                          "when the model has one].")] = None,
+        "--sampler", help="generator (one pass), flow (the probability flow of a conditional DDE: deterministic, "
+                          "tens of passes) or langevin (noisy dynamics on the DDE's gradient) [default: generator "
+                          "when the model has one, else flow for a conditional DDE, else langevin].")] = None,
     grid: Annotated[Optional[int], typer.Option(
         "--grid", metavar="COLUMNS", help="Columns of an image grid [default: about square].")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Langevin steps per noise level.")] = 200,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Langevin steps per noise level [default: 200], or probability-flow steps [default: 20].")
+    ] = None,
     step_size: Annotated[float, typer.Option(
         "--step-size", help="Langevin step as a fraction of the squared noise level (dimensionless).")] = 0.1,
     denoise: Annotated[bool, typer.Option(
-        "--denoise/--no-denoise", help="End Langevin with one denoising step x + sigma^2 grad f(x).")] = True,
+        "--denoise/--no-denoise", help="End Langevin or the flow with one denoising step x + sigma^2 grad f(x).")
+    ] = True,
     format: Annotated[Optional[str], typer.Option(
         "--format", "-f", help="png or npy for stdout [default: png for images, npy for vectors].")] = None,
     seed: Seed = 0,
@@ -219,11 +223,12 @@ def sample_command(
     threads: Threads = None,
     json_output: Json = False,
 ) -> int:
-    """Draw samples from a DDE model: its generator, or Langevin dynamics on the density.
+    """Draw samples from a DDE model: its generator, its probability flow, or Langevin dynamics.
 
-    The generator maps z ~ N(0, I) to a sample in one pass. Langevin dynamics follows the
-    DDE's gradient with noise (annealed through the noise levels of a --conditional model) and
-    needs no generator. Images are written as a grid (an image file), one PNG each (a
+    The generator maps z ~ N(0, I) to a sample in one pass. The flow (conditional DDEs) moves
+    a draw of the smoothed data's Gaussian at the highest noise level down to the lowest along
+    the DDE's gradient, deterministically. Langevin dynamics follows the gradient with noise
+    (annealed through the noise levels of a conditional DDE). Neither needs a generator. Images are written as a grid (an image file), one PNG each (a
     directory) or an array (.npy); vectors as .npy, and 2-D vectors also as a scatter plot.
     """
     import json
@@ -240,7 +245,7 @@ def sample_command(
         raise UsageError(f"--format {format!r}: use png or npy")
     if grid is not None and grid < 1:
         raise UsageError("--grid must be at least 1")
-    if steps < 1 or not step_size > 0:
+    if (steps is not None and steps < 1) or not step_size > 0:
         raise UsageError("--steps must be at least 1 and --step-size positive")
     to_stdout = output in (None, "-")
     if json_output and to_stdout:
@@ -248,26 +253,107 @@ def sample_command(
     torch_device = devices.select_device(device)
     devices.configure_cpu(threads)
     network = _load_model(model).to(torch_device)
-    sampler = sampler or ("generator" if network.generator is not None else "langevin")
+    conditional = network.config.conditional
+    sampler = sampler or ("generator" if network.generator is not None else "flow" if conditional else "langevin")
     if sampler not in SAMPLERS:
-        raise UsageError(f"--sampler {sampler!r}: use generator or langevin")
+        raise UsageError(f"--sampler {sampler!r}: use generator, flow or langevin")
     if sampler == "generator" and network.generator is None:
-        raise UsageError(f"{model} has no generator (trained with --no-generator): use --sampler langevin")
+        raise UsageError(f"{model} has no generator (trained with --no-generator): use --sampler "
+                         + ("flow" if conditional else "langevin"))
+    if sampler == "flow" and not conditional:
+        raise UsageError(f"{model} is not a conditional DDE, which the flow needs: use --sampler langevin")
     kind = _output_kind(output, format, network)
 
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     if sampler == "generator":
         samples = sampling.generate(network, count, generator, torch_device)
+    elif sampler == "flow":
+        samples = sampling.flow_samples(network, count, generator, steps or sampling.FLOW_SAMPLE_STEPS, denoise,
+                                        torch_device)
     else:
-        samples = sampling.langevin(network, count, generator, steps=steps, step_size=step_size, denoise=denoise,
-                                    device=torch_device)
+        samples = sampling.langevin(network, count, generator, steps=steps or 200, step_size=step_size,
+                                    denoise=denoise, device=torch_device)
     seconds = time.perf_counter() - started
     _write_samples(samples, kind, output, network, grid)
     console.info(f"{count} samples ({sampler}) in {seconds:.2f}s")
     if json_output:
         print(json.dumps({"output": output, "count": count, "sampler": sampler, "seconds": seconds,
                           "samples_per_s": count / seconds if seconds > 0 else None}, indent=2))
+    return 0
+
+
+def distill_command(
+    model: ModelOption,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write: the DDE with its new "
+                                                                "generator.")],
+    pairs: Annotated[int, typer.Option(
+        "--pairs", help="Latents carried along the probability flow to their samples, the training set "
+                        "(5 % held aside for validation).")] = 50000,
+    flow_steps: Annotated[int, typer.Option("--flow-steps", help="Probability-flow steps per sample.")] = 20,
+    gen_width: Annotated[int, typer.Option("--gen-width", help="Generator hidden units.")] = 1024,
+    gen_depth: Annotated[int, typer.Option("--gen-depth", help="Generator hidden layers after the first.")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per step and process.")] = 256,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Total steps (sets the schedule).")] = 10000,
+    max_time: MaxTime = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 1e-3,
+    validate_every: ValidateEvery = 1000,
+    checkpoint_every: CheckpointEvery = 300.0,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the checkpoint in --output (its pairs are drawn again, identically).")] = False,
+    seed: Seed = 0,
+    device: Device = None,
+    threads: Threads = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (CUDA only).")] = "fp32",
+    json_output: Json = False,
+) -> int:
+    """Distil a one-pass generator from a conditional DDE's probability flow.
+
+    The probability flow carries a latent z ~ N(0, I), one number per data dimension, from the
+    model's highest noise level down to its lowest, deterministically, to a sample
+    ('dncli dde-sample --sampler flow'). This command draws --pairs latents, computes their
+    samples, and trains a plain generator network to map each latent to its sample in one pass.
+    The DDE itself is copied unchanged. The output is a DDE model whose generator 'dncli dde-sample'
+    uses by default. Started by torchrun, every process draws its own share of the pairs.
+    """
+    from ..engine import registry
+    from ..engine.training import ddp
+    from ..engine.training.dde_distill import FlowDistillation, flow_pairs
+    from ..engine.training.trainer import TrainConfig
+
+    if min(pairs, flow_steps, gen_width, gen_depth + 1, batch_size, max_steps) < 1:
+        raise UsageError("--pairs, --flow-steps, --gen-width, --batch-size and --max-steps must be at least 1, "
+                         "--gen-depth at least 0")
+    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    if resume:
+        network = _load_model(str(output))
+        source = network.meta.get("source", str(output))
+    else:
+        teacher = _load_model(model)
+        if not teacher.config.conditional:
+            raise UsageError(f"{model}: the probability flow needs a conditional DDE (dde-train --anneal "
+                             "--conditional)")
+        c = teacher.config
+        options = {**c.to_dict(), "generator": True, "generator_training": "distilled", "latent": c.dim,
+                   "generator_width": gen_width, "generator_depth": gen_depth, "generator_residual": False,
+                   "generator_output": "sigmoid" if teacher.is_image else "linear"}
+        network = registry.build("dde", options)
+        kept = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("generator.", "fake."))}
+        network.load_state_dict(kept, strict=False)
+        source = model
+    network = network.to(torch_device)
+    per_process = -(-pairs // ddp.world_size())
+    console.info(f"carrying {per_process} latents along the probability flow of {source} ({flow_steps} steps)")
+    task = FlowDistillation(network, flow_pairs(network.eval(), per_process, flow_steps, seed + ddp.rank(),
+                                                torch_device))
+    config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
+                         validate_every=validate_every, checkpoint_every=checkpoint_every, seed=seed,
+                         precision=precision, log_every=LOG_EVERY)
+    meta = {**getattr(network, "meta", {}), "method": "dde-distill", "source": source, "pairs": pairs,
+            "flow_steps": flow_steps, "device": str(torch_device), "world_size": ddp.world_size()}
+    result = training.run(network, task, config, output, meta, torch_device, resume)
+    if json_output:
+        training.print_summary(output, result)
     return 0
 
 
@@ -372,7 +458,8 @@ def density_command(
     return 0
 
 
-COMMANDS = (("dde-train", train_command), ("dde-sample", sample_command), ("dde-density", density_command))
+COMMANDS = (("dde-train", train_command), ("dde-distill", distill_command), ("dde-sample", sample_command),
+            ("dde-density", density_command))
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 * :func:`langevin` runs (annealed) Langevin dynamics on the DDE's score ``grad f``; for an
   unconditional model it runs at its one level, for a conditional one it anneals from
   ``sigma_max`` down to ``sigma`` (Song & Ermon's schedule, step ``eta * s^2`` at level ``s``).
+* :func:`flow_sample` maps latents deterministically to samples of a conditional model along its
+  probability flow from ``sigma_max`` down to ``sigma``: tens of evaluations instead of thousands.
 * :func:`log_normalizer` estimates ``log Z = log integral exp f`` by importance sampling from
   a Gaussian :class:`Proposal` (or by annealed importance sampling,
   :func:`annealed_log_normalizer`), and :func:`log_likelihood` turns an unnormalised ``f`` into the mean
@@ -28,6 +30,7 @@ import torch
 
 LogDensity = Callable[[torch.Tensor], torch.Tensor]  # [N, D] -> [N], nats
 FLOW_STEPS = 100  # probability-flow steps of a conditional model's likelihood
+FLOW_SAMPLE_STEPS = 20  # probability-flow steps of flow_sample (MNIST: as good as 200)
 COARSE_FLOW_STEPS = 25  # for quick looks (validation, density plots); a few hundredths of a nat off
 MAX_FLOW_DIM = 16  # the flow's exact Laplacian costs a backward pass per dimension
 
@@ -252,28 +255,68 @@ def probability_flow(model: torch.nn.Module, x: torch.Tensor, steps: int = FLOW_
     where the modes overlap and ``exp f`` normalises reliably.
     """
     c = model.config
-    if not c.conditional:
+    _require_conditional(model, steps)
+
+    def rates(state: tuple[torch.Tensor, torch.Tensor], level: float) -> tuple[torch.Tensor, torch.Tensor]:
+        grad, laplacian = _score_and_laplacian(model, state[0], level, network)
+        return -level ** 2 * grad, -level ** 2 * laplacian
+
+    start = (x.flatten(1).float(), torch.zeros(x.shape[0], dtype=torch.float64, device=x.device))
+    return _heun_in_log_level(rates, start, c.sigma, c.sigma_max, steps)
+
+
+def _require_conditional(model: torch.nn.Module, steps: int) -> None:
+    if not model.config.conditional:
         raise ValueError("the probability flow needs a conditional DDE (trained with --anneal --conditional)")
     if steps < 1:
         raise ValueError("steps must be positive")
-    low, high = math.log(c.sigma), math.log(c.sigma_max)
-    h = (high - low) / steps
-    x = x.flatten(1).float()
-    change = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
 
-    def rates(point: torch.Tensor, log_level: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``dx/du`` and ``d change/du`` at ``u = log s``."""
-        level = math.exp(log_level)
-        grad, laplacian = _score_and_laplacian(model, point, level, network)
-        return -level ** 2 * grad, -level ** 2 * laplacian
 
+def _heun_in_log_level(rates: Callable, state: tuple[torch.Tensor, ...], start: float, end: float,
+                       steps: int) -> tuple[torch.Tensor, ...]:
+    """Integrate ``d state / d log s = rates(state, s)`` from level ``start`` to ``end`` by Heun's
+    method in ``steps`` equal steps of ``log s``; ``state`` is a tuple of tensors."""
+    h = (math.log(end) - math.log(start)) / steps
     for step in range(steps):
-        u = low + step * h
-        velocity, rate = rates(x, u)
-        velocity_end, rate_end = rates(x + h * velocity, u + h)
-        x = x + 0.5 * h * (velocity + velocity_end)
-        change += 0.5 * h * (rate + rate_end)
-    return x, change
+        level = math.log(start) + step * h
+        slope = rates(state, math.exp(level))
+        predicted = tuple(value + h * rate for value, rate in zip(state, slope))
+        slope_end = rates(predicted, math.exp(level + h))
+        state = tuple(value + 0.5 * h * (a + b) for value, a, b in zip(state, slope, slope_end))
+    return state
+
+
+def flow_latent_start(model: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """Where the probability flow of :func:`flow_sample` starts for standard-normal ``latent``
+    ``[N, D]``: ``m + L z``, a draw of the log Z proposal at the top level ``sigma_max`` (the data's
+    Gaussian smoothed to that level), ``[N, *shape]``."""
+    proposal = dde_proposal(model, model.config.sigma_max)
+    start = proposal.mean.to(latent.device) + latent.double() @ proposal.scale_tril.T.to(latent.device)
+    return start.float().reshape(-1, *model.config.shape)
+
+
+def flow_sample(model: torch.nn.Module, latent: torch.Tensor, steps: int = FLOW_SAMPLE_STEPS,
+                denoise: bool = True) -> torch.Tensor:
+    """Samples ``[N, *shape]`` of a conditional DDE by its probability flow, deterministically:
+    ``dx/ds = -s grad f(x, s)`` from ``sigma_max`` down to ``sigma`` (Heun's method, ``steps``
+    equal steps in log s) from :func:`flow_latent_start` of the standard-normal ``latent``
+    ``[N, D]`` (on the model's device), then, with ``denoise``, Tweedie's step ``x + sigma^2 grad f``.
+
+    The flow carries the top level's density onto each lower one (see :func:`probability_flow`),
+    so it samples like annealed Langevin dynamics without the noise, in tens of network
+    evaluations instead of thousands; on MNIST its samples were also closer to the data.  Being
+    a function of ``z`` it can be distilled into a one-pass generator (``dncli dde-distill``).
+    """
+    c = model.config
+    _require_conditional(model, steps)
+
+    def rates(state: tuple[torch.Tensor], level: float) -> tuple[torch.Tensor]:
+        return (-level ** 2 * model.score(state[0], level).detach(),)
+
+    (x,) = _heun_in_log_level(rates, (flow_latent_start(model, latent),), c.sigma_max, c.sigma, steps)
+    if denoise:
+        x = x + c.sigma ** 2 * model.score(x, c.sigma)
+    return x.detach()
 
 
 def affordable_flow_steps(model: torch.nn.Module, steps: int = FLOW_STEPS) -> int:
@@ -316,6 +359,17 @@ def generate(model: torch.nn.Module, count: int, generator: torch.Generator,
         z = torch.randn(min(batch, count - start), model.config.latent, generator=generator)
         with torch.no_grad():
             out.append(model.generate(z.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def flow_samples(model: torch.nn.Module, count: int, generator: torch.Generator, steps: int = FLOW_SAMPLE_STEPS,
+                 denoise: bool = True, device: torch.device | str = "cpu", batch: int = 1024) -> torch.Tensor:
+    """``count`` samples ``[count, *shape]`` (on the CPU) of :func:`flow_sample`, latents drawn
+    from the CPU ``generator``, in chunks of ``batch``."""
+    out = []
+    for start in range(0, count, batch):
+        latent = torch.randn(min(batch, count - start), model.config.dim, generator=generator)
+        out.append(flow_sample(model, latent.to(device), steps, denoise).float().cpu())
     return torch.cat(out)
 
 

@@ -11,7 +11,9 @@ differentiable: every activation here is smooth (softplus, swish or tanh, never 
 * ``real``: the DDE of the data, ``f_real``;
 * optionally a generator ``g(z)``, ``z ~ N(0, I)``, and ``fake``, a second DDE that tracks the
   generator's samples; the generator is trained to minimise ``KL(q_sigma || p_sigma)`` with the
-  score difference of the two DDEs;
+  score difference of the two DDEs.  Or (``generator_training="distilled"``, no ``fake``) the
+  generator of a conditional model is regressed onto ``real``'s probability flow, which maps
+  ``z`` deterministically to a sample (``engine/training/dde_distill.py``);
 * buffers ``data_mean`` and ``data_var`` (per dimension), the moments of the training data, from
   which ``engine/algorithms/sampling.py`` builds the importance-sampling proposal of log Z;
 * with ``base="gaussian"``, ``f = log N(x; m, C + s^2 I) - softplus(-g(z))``: the Gaussian with
@@ -46,6 +48,7 @@ from ..registry import register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "swish": nn.SiLU, "tanh": nn.Tanh}
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
+GENERATOR_TRAININGS = ("kl", "distilled")
 BASES = ("none", "gaussian")
 MAX_BASE_DIM = 4096  # a Gaussian base stores a D x D eigenbasis
 
@@ -68,6 +71,9 @@ class DDEConfig:
     generator_residual: bool = True  # residual hidden layers (2-D toys); False: a plain dense MLP
     generator_output: str = "linear"  # linear (vectors) or sigmoid (images in [0, 1])
     base: str = "none"  # "gaussian": f = log N(x; data mean, data covariance + s^2 I) - softplus(-g(z))
+    # "kl": trained on KL(q || p) beside the DDE ``fake``; "distilled": regressed onto the
+    # probability flow of ``real`` from latents of dimension D (no ``fake``; dncli dde-distill)
+    generator_training: str = "kl"
 
     def __post_init__(self) -> None:
         if not self.shape or min(self.shape) < 1 or len(self.shape) not in (1, 3):
@@ -80,6 +86,10 @@ class DDEConfig:
             raise ValueError(f"generator_output {self.generator_output!r}: use {' or '.join(GENERATOR_OUTPUTS)}")
         if self.base not in BASES:
             raise ValueError(f"base {self.base!r}: use {' or '.join(BASES)}")
+        if self.generator_training not in GENERATOR_TRAININGS:
+            raise ValueError(f"generator_training {self.generator_training!r}: use {' or '.join(GENERATOR_TRAININGS)}")
+        if self.generator_training == "distilled" and not (self.conditional and self.latent == self.dim):
+            raise ValueError("a distilled generator needs a conditional DDE and a latent of the data's dimension")
         if self.base == "gaussian" and self.dim > MAX_BASE_DIM:
             raise ValueError(f"a Gaussian base needs at most {MAX_BASE_DIM} dimensions, got {self.dim}")
         if self.conditional and not (self.sigma_max is not None and self.sigma_max > self.sigma):
@@ -172,7 +182,8 @@ class DDEModel(nn.Module):
         self.config = config
         c = config
         self.real = EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
-        self.fake = EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional) if c.generator else None
+        self.fake = (EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
+                     if c.generator and c.generator_training == "kl" else None)
         self.generator = (Generator(c.latent, c.dim, c.generator_width, c.generator_depth, c.activation,
                                     c.generator_residual, c.generator_output) if c.generator else None)
         self.register_buffer("data_mean", torch.zeros(c.dim))
@@ -239,7 +250,7 @@ class DDEModel(nn.Module):
         """
         net = self.real if network == "real" else self.fake
         if net is None:
-            raise ValueError("this DDE model has no generator, hence no 'fake' density")
+            raise ValueError("this DDE model has no 'fake' density (no generator, or a distilled one)")
         levels = self.levels(level if self.config.conditional else None, x.shape[0], x.device)
         log_levels = levels.log() if self.config.conditional else None
         if self.config.base == "gaussian":

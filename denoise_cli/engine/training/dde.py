@@ -178,6 +178,8 @@ class DDETraining:
 
     def __init__(self, model: DDEModel, data: DDEData, schedule: DDESchedule,
                  validation: DDEData | None = None, seed: int = 0) -> None:
+        if model.generator is not None and model.fake is None:
+            raise ValueError("a distilled generator is trained by dde-distill, not with the DDE")
         if tuple(model.config.shape) != tuple(data.shape):
             raise ValueError(f"data of shape {list(data.shape)} for a model of shape {list(model.config.shape)}")
         self.model = model

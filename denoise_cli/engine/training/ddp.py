@@ -75,6 +75,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def rank() -> int:
+    """This process's rank under torchrun (0 otherwise), known before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def local_device(device: torch.device) -> torch.device:
     """Under torchrun each process takes the GPU of its LOCAL_RANK."""
     if world_size() > 1 and device.type == "cuda":
