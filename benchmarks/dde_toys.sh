@@ -16,7 +16,7 @@
 # does not learn the relative mass of modes that its noise never joins.  A generator trained on
 # every level alongside (--gen-every 5, 20,000 steps) covered the plane instead of the spirals, so
 # their generators are distilled from the probability flow instead, which follows the data.
-# One CPU thread each: about 9 minutes per toy on one core of an AMD EPYC, GEN_STEPS more to distil.
+# One CPU thread each: about 9 minutes per toy on one core of an AMD EPYC, and 8 more to distil.
 set -eu
 OUT=${1:?usage: dde_toys.sh OUT_DIR [train|release]}
 STAGE=${2:-train}
@@ -35,7 +35,7 @@ elif [ "$STAGE" = distill ]; then
         teacher=$OUT/dde-$toy.pt
         [ -f "$teacher" ] || teacher=toy:$toy
         dncli dde-distill --model "$teacher" -o "$OUT/distilled/dde-$toy.pt" --pairs "${PAIRS:-50000}" \
-            --gen-width "${GEN_WIDTH:-256}" --gen-depth 3 --max-steps "${GEN_STEPS:-10000}" --seed 0 --threads 1 \
+            --gen-width "${GEN_WIDTH:-512}" --gen-depth 4 --max-steps "${GEN_STEPS:-20000}" --seed 0 --threads 1 \
             --device cpu --json > "$OUT/distilled/dde-$toy.json"
     done
 else

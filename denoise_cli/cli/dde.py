@@ -228,8 +228,9 @@ def sample_command(
     The generator maps z ~ N(0, I) to a sample in one pass. The flow (conditional DDEs) moves
     a draw of the smoothed data's Gaussian at the highest noise level down to the lowest along
     the DDE's gradient, deterministically. Langevin dynamics follows the gradient with noise
-    (annealed through the noise levels of a conditional DDE). Neither needs a generator. Images are written as a grid (an image file), one PNG each (a
-    directory) or an array (.npy); vectors as .npy, and 2-D vectors also as a scatter plot.
+    (annealed through the noise levels of a conditional DDE). Neither needs a generator. Images
+    are written as a grid (an image file), one PNG each (a directory) or an array (.npy);
+    vectors as .npy, and 2-D vectors also as a scatter plot.
     """
     import json
     import time
@@ -340,6 +341,7 @@ def distill_command(
         network = registry.build("dde", options)
         kept = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("generator.", "fake."))}
         network.load_state_dict(kept, strict=False)
+        network.meta = {"dde_training": _training_record(model, teacher)}
         source = model
     network = network.to(torch_device)
     per_process = -(-pairs // ddp.world_size())
@@ -349,8 +351,8 @@ def distill_command(
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every, checkpoint_every=checkpoint_every, seed=seed,
                          precision=precision, log_every=LOG_EVERY)
-    meta = {**getattr(network, "meta", {}), "method": "dde-distill", "source": source, "pairs": pairs,
-            "flow_steps": flow_steps, "device": str(torch_device), "world_size": ddp.world_size()}
+    meta = {"method": "dde-distill", "source": source, "dde_training": network.meta.get("dde_training", {}),
+            "pairs": pairs, "flow_steps": flow_steps, "device": str(torch_device), "world_size": ddp.world_size()}
     result = training.run(network, task, config, output, meta, torch_device, resume)
     if json_output:
         training.print_summary(output, result)
@@ -494,6 +496,17 @@ def _load_model(spec: str):
         raise UsageError(f"--model {spec}: the shipped model {name} is a {entries[name].get('arch')} model, "
                          "not a DDE model")
     return weights.load_shipped(name)
+
+
+def _training_record(spec: str, network) -> dict:
+    """How a DDE model was trained: a shipped model's manifest record, or a checkpoint's meta with
+    its steps and wall time."""
+    from ..engine import weights
+
+    if not Path(spec).is_file():
+        return network.meta.get("training", network.meta)
+    record = weights.load_checkpoint(Path(spec))
+    return {**record.get("meta", {}), "steps": record.get("step"), "wall_time_s": record.get("elapsed")}
 
 
 def _output_kind(output: str | None, format: str | None, model) -> str:
