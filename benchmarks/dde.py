@@ -23,11 +23,13 @@ training stream.  Test log-likelihoods, in nats per sample, for
 * the true density, plain and smoothed by the DDE's noise level (what the DDE learns at its
   optimum; ``engine/training/dde_data.py``).
 
-With a generator, ``kl`` (KL-trained generators only) estimates ``KL(q_s || p_s)`` from the two
-normalised DDEs on smoothed generator samples, and ``generator_true_ll`` is the mean true smoothed log-density of those
-samples (beside the same for data, ``data_true_ll``: higher than that means the generator
-concentrates on the modes).  Plots (test data | true | KDE | DDE | generator, each panel the
-same square) go to ``benchmarks/results/dde-<toy>.png`` (or ``--results DIR``).
+``samples`` gives the mean true log-density, smoothed by the DDE's level, of the samples of each
+sampler the model has (generator, probability flow, annealed Langevin on 2000 draws) smoothed by
+the same noise, beside that of test data (``data``; higher than that means samples concentrate
+on the modes); for a KL-trained generator ``generator_kl`` estimates ``KL(q_s || p_s)`` from
+the two normalised DDEs.  Plots (test data | true | KDE | DDE | samples of the generator, else
+the flow, each panel the same square) go to ``benchmarks/results/dde-<toy>.png`` (or
+``--results DIR``).
 
 **MNIST.**  The training images of MNIST are missing from ../shared/data (its README), so the
 benchmark splits the 10000 test images: 0-7999 train (the DDE and the classifier), 8000-9999
@@ -73,6 +75,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 TEST_SEED, KDE_SEED, VAL_SEED = 10_001, 10_002, 10_003  # far from the trainer's (seed, rank, step) streams
 BANDWIDTHS = np.geomspace(0.02, 0.6, 16)
+LANGEVIN_DRAWS = 2000  # 2000 gradient steps each
 
 
 def load(spec: str) -> torch.nn.Module:
@@ -144,19 +147,25 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
               plots.density_panel(lambda x: toy.log_density(x, 0.0), toy.extent),
               plots.density_panel(lambda x: kde_log_densities(kde_train, x, np.array([best]))[0], toy.extent),
               plots.density_panel(plotted, toy.extent)]
+    generator = torch.Generator().manual_seed(TEST_SEED + 1)
+    draws = {}
     if model.generator is not None:
-        generator = torch.Generator().manual_seed(TEST_SEED + 1)
-        samples = sampling.generate(model, args.test, generator)
-        smoothed = samples + sigma * torch.randn(samples.shape, generator=generator)
-        noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
-        result["generator"] = {"generator_true_ll": float(toy.log_density(smoothed, sigma).mean()),
-                               "data_true_ll": float(toy.log_density(noisy_test, sigma).mean())}
-        if model.fake is not None:  # a KL-trained generator: KL(q || p) from the two DDEs
-            log_fake, fake_normaliser, fake_proposal = sampling.normalisable_density(model, "fake")
-            log_z_fake = sampling.log_normalizer(fake_normaliser, fake_proposal, args.samples, generator=generator)
-            kl = log_fake(smoothed).double() - log_z_fake - log_f(smoothed).double() + float(np.mean(dde.log_z))
-            result["generator"]["kl"] = float(kl.mean())
-        panels.append(plots.histogram_panel(samples.numpy(), toy.extent))
+        draws["generator"] = sampling.generate(model, args.test, generator)
+    if model.config.conditional:
+        draws["flow"] = sampling.flow_samples(model, args.test, generator)
+    draws["langevin"] = sampling.langevin(model, min(args.test, LANGEVIN_DRAWS), generator)
+    smoothed = {kind: x + sigma * torch.randn(x.shape, generator=generator) for kind, x in draws.items()}
+    noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
+    result["samples"] = {"data": float(toy.log_density(noisy_test, sigma).mean()),
+                         **{kind: float(toy.log_density(x, sigma).mean()) for kind, x in smoothed.items()}}
+    if model.fake is not None:  # a KL-trained generator: KL(q || p) from the two DDEs
+        log_fake, fake_normaliser, fake_proposal = sampling.normalisable_density(model, "fake")
+        log_z_fake = sampling.log_normalizer(fake_normaliser, fake_proposal, args.samples, generator=generator)
+        x = smoothed["generator"]
+        kl = log_fake(x).double() - log_z_fake - log_f(x).double() + float(np.mean(dde.log_z))
+        result["samples"]["generator_kl"] = float(kl.mean())
+    shown = "generator" if "generator" in draws else "flow" if "flow" in draws else "langevin"
+    panels.append(plots.histogram_panel(draws[shown].numpy(), toy.extent))
     path = args.results / f"dde-{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(Image(plots.side_by_side(panels)), path)
@@ -183,14 +192,13 @@ def run_toys(args: argparse.Namespace) -> dict:
 
 
 def print_toy(name: str, r: dict) -> None:
-    gen = r.get("generator")
+    samples = r["samples"]
     plain = r.get("dde_without_flow")
     print(f"{name:<13} DDE(s={r['sigma']:g}) {r['dde']['mean']:7.3f} ± {r['dde']['std']:.3f} "
           f"(grid log Z: {r['dde']['ll_with_grid_log_z']:7.3f}"
           + (f"; without the flow {plain['mean']:.3f}" if plain else "") + f")  KDE(h={r['kde']['bandwidth']:.3f}) "
           f"{r['kde']['mean']:7.3f}  true {r['true']['mean']:7.3f}  true smoothed {r['true_smoothed']['mean']:7.3f}"
-          + ("  generator" + (f" KL {gen['kl']:.3f}," if "kl" in gen else "")
-             + f" true LL {gen['generator_true_ll']:.3f} (data {gen['data_true_ll']:.3f})" if gen else ""), flush=True)
+          + "  samples' true LL: " + ", ".join(f"{kind} {value:.3f}" for kind, value in samples.items()), flush=True)
 
 
 # --- MNIST --------------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ def density_estimator_details(model, record: dict, results: dict | None, args: a
     log-likelihoods for a 2-D toy, sample scores for MNIST."""
     if not results:
         return {}
-    data = record.get("meta", {}).get("training_data", "")
+    meta = record.get("meta", {})
+    data = meta.get("training_data") or meta.get("dde_training", {}).get("training_data", "")  # or distilled
     if data.startswith("toy:"):
         toy = results["toys"][data[4:]]
         metrics = {"test_log_likelihood": {
@@ -157,8 +158,7 @@ def density_estimator_details(model, record: dict, results: dict | None, args: a
             "test_points": toy["test_points"], "unit": "nats per sample"}}
         if "dde_without_flow" in toy:
             metrics["test_log_likelihood"]["dde_without_flow"] = round(toy["dde_without_flow"]["mean"], 4)
-        if "generator" in toy:
-            metrics["generator"] = {k: round(v, 4) for k, v in toy["generator"].items()}
+        metrics["samples_true_log_likelihood"] = {k: round(v, 4) for k, v in toy["samples"].items()}
         metrics["plot"] = toy["plot"]
     else:
         metrics = {"mnist": results["mnist"]}
