@@ -12,10 +12,10 @@
 #
 # The shipped recipe (RECIPE=flow): one conditional DDE (Gaussian base, 16 x 256 softplus layers)
 # for every level from 0.05 to 10 on the 0..1 scale, then a generator distilled from its
-# probability flow (dncli dde-distill: PAIRS latents carried along 20 flow steps, a plain
-# 784-1024-1024-1024-784 network regressed onto them for GEN_STEPS steps).  A top level of 10 (mode
+# probability flow (dncli dde-distill: 100000 latents carried along 20 flow steps, a plain
+# 784-1024-1024-1024-784 network regressed onto them for 15000 steps).  A top level of 10 (mode
 # separation rather than pixel range) balanced the classes better than 1.0 did, even against
-# 60000 steps at 1.0.  STEPS=90000 took 75 minutes on one CPU thread, the distillation 15.
+# 60000 steps at 1.0.  STEPS=90000 took 75-89 minutes on one CPU thread, the distillation 14 on two.
 #
 # RECIPE=kl: the authors' recipe, a generator trained on KL(q || p) beside the DDEs: 16 x 256
 # DDEs, a plain 3 x 512 generator with a 16-d latent, sigma = 0.5 (SIGMA=127.5 on the 0..255
@@ -42,7 +42,7 @@ dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o
     --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${DDE%.pt}.json"
 SAMPLERS=""
 if [ "${RECIPE:-flow}" = flow ]; then
-    dncli dde-distill --model "$DDE" -o "$OUT" --pairs "${PAIRS:-50000}" --max-steps "${GEN_STEPS:-10000}" \
+    dncli dde-distill --model "$DDE" -o "$OUT" --pairs "${PAIRS:-100000}" --max-steps "${GEN_STEPS:-15000}" \
         --device "$DEVICE" --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${OUT%.pt}.json"
     SAMPLERS="--flow --langevin --langevin-step-size 0.3"
 fi
