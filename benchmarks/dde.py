@@ -148,12 +148,10 @@ def benchmark_toy(name: str, model: torch.nn.Module, args: argparse.Namespace) -
               plots.density_panel(lambda x: kde_log_densities(kde_train, x, np.array([best]))[0], toy.extent),
               plots.density_panel(plotted, toy.extent)]
     generator = torch.Generator().manual_seed(TEST_SEED + 1)
-    draws = {}
-    if model.generator is not None:
-        draws["generator"] = sampling.generate(model, args.test, generator)
-    if model.config.conditional:
-        draws["flow"] = sampling.flow_samples(model, args.test, generator)
-    draws["langevin"] = sampling.langevin(model, min(args.test, LANGEVIN_DRAWS), generator)
+    kinds = (["generator"] if model.generator is not None else []) + (["flow"] if model.config.conditional else []) \
+        + ["langevin"]
+    draws = {kind: sampling.draw(model, kind, min(args.test, LANGEVIN_DRAWS) if kind == "langevin" else args.test,
+                                 generator) for kind in kinds}
     smoothed = {kind: x + sigma * torch.randn(x.shape, generator=generator) for kind, x in draws.items()}
     noisy_test = test + sigma * torch.randn(test.shape, generator=generator)
     result["samples"] = {"data": float(toy.log_density(noisy_test, sigma).mean()),
@@ -293,14 +291,10 @@ def run_mnist(args: argparse.Namespace) -> dict:
                     "real_test": confidence(test_probabilities), "samplers": {}}
     samplers = (["generator"] if model.generator is not None else []) + (["flow"] if args.flow else []) \
         + (["langevin"] if args.langevin else [])
+    steps = {"flow": args.flow_steps, "langevin": args.langevin_steps}
     for name in samplers:
         def draw(n: int) -> torch.Tensor:
-            if name == "generator":
-                return sampling.generate(model, n, generator, device)
-            if name == "flow":
-                return sampling.flow_samples(model, n, generator, args.flow_steps, device=device)
-            return sampling.langevin(model, n, generator, steps=args.langevin_steps,
-                                     step_size=args.langevin_step_size, device=device)
+            return sampling.draw(model, name, n, generator, steps.get(name), args.langevin_step_size, device=device)
 
         draw(min(count, 64))  # warm-up: first-call allocations and kernel choice are not the sampler's speed
         if device.type == "cuda":
@@ -432,7 +426,7 @@ def main() -> None:
     mnist.add_argument("--flow", action="store_true", help="also time and score probability-flow sampling")
     mnist.add_argument("--flow-steps", type=int, default=sampling.FLOW_SAMPLE_STEPS, help="dde-sample's --steps, flow")
     mnist.add_argument("--langevin", action="store_true", help="also time and score Langevin sampling")
-    mnist.add_argument("--langevin-steps", type=int, default=200, help="Langevin steps per noise level")
+    mnist.add_argument("--langevin-steps", type=int, default=sampling.LANGEVIN_STEPS, help="Langevin steps per noise level")
     mnist.add_argument("--langevin-step-size", type=float, default=0.1, help="dde-sample's --step-size")
     mnist.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     patches = commands.add_parser("patches", help="8x8 gray patches (d = 64): DDE vs KDE vs Gaussian log-likelihood")

@@ -13,12 +13,12 @@ import typer
 
 from ..errors import UsageError
 from . import console, training
-from .options import CheckpointEvery, Device, Json, MaxTime, Seed, Threads, ValidateEvery
+from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Seed, Threads,
+                      TrainingPrecision, ValidateEvery)
 
 # Shipped DDE models: what users type -> the manifest entry.
 SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
            "toy:checkerboard": "dde-checkerboard", "toy:rings": "dde-rings", "mnist": "dde-mnist"}
-SAMPLERS = ("generator", "flow", "langevin")
 LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the trainer's default 20 floods stderr
 # Defaults that differ between vectors and images (images follow the authors' MNIST model).
 VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
@@ -255,8 +255,8 @@ def sample_command(
     devices.configure_cpu(threads)
     network = _load_model(model).to(torch_device)
     conditional = network.config.conditional
-    sampler = sampler or ("generator" if network.generator is not None else "flow" if conditional else "langevin")
-    if sampler not in SAMPLERS:
+    sampler = sampler or sampling.default_sampler(network)
+    if sampler not in sampling.SAMPLERS:
         raise UsageError(f"--sampler {sampler!r}: use generator, flow or langevin")
     if sampler == "generator" and network.generator is None:
         raise UsageError(f"{model} has no generator (trained with --no-generator): use --sampler "
@@ -267,14 +267,7 @@ def sample_command(
 
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
-    if sampler == "generator":
-        samples = sampling.generate(network, count, generator, torch_device)
-    elif sampler == "flow":
-        samples = sampling.flow_samples(network, count, generator, steps or sampling.FLOW_SAMPLE_STEPS, denoise,
-                                        torch_device)
-    else:
-        samples = sampling.langevin(network, count, generator, steps=steps or 200, step_size=step_size,
-                                    denoise=denoise, device=torch_device)
+    samples = sampling.draw(network, sampler, count, generator, steps, step_size, denoise, torch_device)
     seconds = time.perf_counter() - started
     _write_samples(samples, kind, output, network, grid)
     console.info(f"{count} samples ({sampler}) in {seconds:.2f}s")
@@ -295,9 +288,9 @@ def distill_command(
     gen_width: Annotated[int, typer.Option("--gen-width", help="Generator hidden units.")] = 1024,
     gen_depth: Annotated[int, typer.Option("--gen-depth", help="Generator hidden layers after the first.")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per step and process.")] = 256,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Total steps (sets the schedule).")] = 10000,
+    max_steps: MaxSteps = 10000,
     max_time: MaxTime = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam.")] = 1e-3,
+    learning_rate: LearningRate = 1e-3,
     validate_every: ValidateEvery = 1000,
     checkpoint_every: CheckpointEvery = 300.0,
     resume: Annotated[bool, typer.Option(
@@ -305,7 +298,7 @@ def distill_command(
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (CUDA only).")] = "fp32",
+    precision: TrainingPrecision = "fp32",
     json_output: Json = False,
 ) -> int:
     """Distil a one-pass generator from a conditional DDE's probability flow.
@@ -330,7 +323,7 @@ def distill_command(
         network = _load_model(str(output))
         source = network.meta.get("source", str(output))
     else:
-        teacher = _load_model(model)
+        teacher, record = _load_model_and_record(model)
         if not teacher.config.conditional:
             raise UsageError(f"{model}: the probability flow needs a conditional DDE (dde-train --anneal "
                              "--conditional)")
@@ -341,7 +334,7 @@ def distill_command(
         network = registry.build("dde", options)
         kept = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("generator.", "fake."))}
         network.load_state_dict(kept, strict=False)
-        network.meta = {"dde_training": _training_record(model, teacher)}
+        network.meta = {"dde_training": _training_record(teacher, record)}
         source = model
     network = network.to(torch_device)
     per_process = -(-pairs // ddp.world_size())
@@ -477,6 +470,12 @@ def _option_message(message: str) -> str:
 
 def _load_model(spec: str):
     """A DDE model in eval mode from a weights file or a shipped name; usage errors otherwise."""
+    return _load_model_and_record(spec)[0]
+
+
+def _load_model_and_record(spec: str):
+    """``(model, record)``: :func:`_load_model`, with the checkpoint's record for a file (``None``
+    for a shipped model)."""
     from ..engine import weights
 
     path = Path(spec)
@@ -485,7 +484,7 @@ def _load_model(spec: str):
         if record.get("arch") != "dde":
             raise UsageError(f"{spec} holds a {record.get('arch')} model, not a DDE model (train one with "
                              "'dncli dde-train')")
-        return weights.model_from_record(record, spec)
+        return weights.model_from_record(record, spec), record
     name = SHIPPED.get(spec, spec)
     entries = weights.manifest()
     if name not in entries:
@@ -495,17 +494,14 @@ def _load_model(spec: str):
     if entries[name].get("arch") != "dde":
         raise UsageError(f"--model {spec}: the shipped model {name} is a {entries[name].get('arch')} model, "
                          "not a DDE model")
-    return weights.load_shipped(name)
+    return weights.load_shipped(name), None
 
 
-def _training_record(spec: str, network) -> dict:
-    """How a DDE model was trained: a shipped model's manifest record, or a checkpoint's meta with
-    its steps and wall time."""
-    from ..engine import weights
-
-    if not Path(spec).is_file():
+def _training_record(network, record: dict | None) -> dict:
+    """How a DDE model was trained: a shipped model's manifest record, or its checkpoint's
+    ``record``'s meta with the steps and wall time."""
+    if record is None:
         return network.meta.get("training", network.meta)
-    record = weights.load_checkpoint(Path(spec))
     return {**record.get("meta", {}), "steps": record.get("step"), "wall_time_s": record.get("elapsed")}
 
 

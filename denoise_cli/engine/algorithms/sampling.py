@@ -31,6 +31,8 @@ import torch
 LogDensity = Callable[[torch.Tensor], torch.Tensor]  # [N, D] -> [N], nats
 FLOW_STEPS = 100  # probability-flow steps of a conditional model's likelihood
 FLOW_SAMPLE_STEPS = 20  # probability-flow steps of flow_sample (MNIST: as good as 200)
+LANGEVIN_STEPS = 200  # Langevin steps per noise level
+SAMPLERS = ("generator", "flow", "langevin")  # what draw() runs
 COARSE_FLOW_STEPS = 25  # for quick looks (validation, density plots); a few hundredths of a nat off
 MAX_FLOW_DIM = 16  # the flow's exact Laplacian costs a backward pass per dimension
 
@@ -56,7 +58,12 @@ class Proposal:
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[count, D]`` float64 draws from the CPU ``generator``."""
-        return self.mean + torch.randn(count, self.dim, generator=generator, dtype=torch.float64) @ self.scale_tril.T
+        return self.from_standard(torch.randn(count, self.dim, generator=generator, dtype=torch.float64))
+
+    def from_standard(self, z: torch.Tensor) -> torch.Tensor:
+        """``m + L z`` for standard-normal rows ``z`` ``[N, D]`` (on any device), float64: draws of
+        this Gaussian as a function of ``z``."""
+        return self.mean.to(z.device) + z.double() @ self.scale_tril.T.to(z.device)
 
     def log_density(self, x: torch.Tensor) -> torch.Tensor:
         """Log-density (nats, summed over the D dimensions) of each row of ``x`` ``[N, D]``, float64;
@@ -290,9 +297,7 @@ def flow_latent_start(model: torch.nn.Module, latent: torch.Tensor) -> torch.Ten
     """Where the probability flow of :func:`flow_sample` starts for standard-normal ``latent``
     ``[N, D]``: ``m + L z``, a draw of the log Z proposal at the top level ``sigma_max`` (the data's
     Gaussian smoothed to that level), ``[N, *shape]``."""
-    proposal = dde_proposal(model, model.config.sigma_max)
-    start = proposal.mean.to(latent.device) + latent.double() @ proposal.scale_tril.T.to(latent.device)
-    return start.float().reshape(-1, *model.config.shape)
+    return dde_proposal(model, model.config.sigma_max).from_standard(latent).float().reshape(-1, *model.config.shape)
 
 
 def flow_sample(model: torch.nn.Module, latent: torch.Tensor, steps: int = FLOW_SAMPLE_STEPS,
@@ -383,7 +388,7 @@ def langevin_levels(model: torch.nn.Module, count: int = 10) -> list[float]:
     return [c.sigma_max * ratio ** i for i in range(count)]
 
 
-def langevin(model: torch.nn.Module, count: int, generator: torch.Generator, steps: int = 200,
+def langevin(model: torch.nn.Module, count: int, generator: torch.Generator, steps: int = LANGEVIN_STEPS,
              step_size: float = 0.1, levels: list[float] | None = None, denoise: bool = True,
              device: torch.device | str = "cpu", init: torch.Tensor | None = None) -> torch.Tensor:
     """Langevin samples ``[count, *shape]`` (on the CPU) from a DDE model's ``f_real``.
@@ -410,3 +415,24 @@ def langevin(model: torch.nn.Module, count: int, generator: torch.Generator, ste
     if denoise:
         x = x + levels[-1] ** 2 * model.score(x, levels[-1])
     return x.detach().float().cpu()
+
+
+def default_sampler(model: torch.nn.Module) -> str:
+    """The model's generator if it has one, else its probability flow if it is conditional, else
+    Langevin dynamics."""
+    return "generator" if model.generator is not None else "flow" if model.config.conditional else "langevin"
+
+
+def draw(model: torch.nn.Module, sampler: str, count: int, generator: torch.Generator, steps: int | None = None,
+         step_size: float = 0.1, denoise: bool = True, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``count`` samples ``[count, *shape]`` (on the CPU) by ``sampler``, one of ``SAMPLERS``:
+    :func:`generate`, :func:`flow_samples` or :func:`langevin` (``steps``: flow steps, default
+    ``FLOW_SAMPLE_STEPS``, or Langevin steps per level, default ``LANGEVIN_STEPS``; ``step_size``:
+    Langevin only)."""
+    if sampler == "generator":
+        return generate(model, count, generator, device)
+    if sampler == "flow":
+        return flow_samples(model, count, generator, steps or FLOW_SAMPLE_STEPS, denoise, device)
+    if sampler == "langevin":
+        return langevin(model, count, generator, steps or LANGEVIN_STEPS, step_size, denoise=denoise, device=device)
+    raise ValueError(f"sampler {sampler!r}: use {', '.join(SAMPLERS)}")

@@ -75,12 +75,10 @@ class FlowDistillation:
     ``model.real`` frozen."""
 
     def __init__(self, model: DDEModel, pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
-        c = model.config
-        if model.generator is None or c.generator_training != "distilled":
+        if model.generator is None or model.config.generator_training != "distilled":
             raise ValueError("the model needs a generator to distil (generator_training='distilled')")
         latents, targets = pairs
         held = max(1, int(len(latents) * VALIDATION_FRACTION)) if len(latents) > 1 else 0
-        self.model = model
         self.latents, self.targets = latents[held:], targets[held:]
         self.validation = (latents[:held], targets[:held]) if held else None
         if not len(self.latents):
