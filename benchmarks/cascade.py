@@ -8,7 +8,10 @@ Everything trained goes to WORK and is reused when the script runs again: the cl
 the segmenter (`dncli task-train` on clean images), and for every seed a cascade denoiser per
 task (`dncli cascade-train --lambda L`) beside its control trained the same way with
 `--lambda 0` (the MSE-only denoiser, same data, steps and seed).  All start from the shipped
-unet3-color.  Then, at every test sigma, with the P1 noise of BENCHMARK.md:
+unet3-color.  The classification runs take their squared error on crops of clean photos
+(--photos, CBSD432) and their task loss on CIFAR: the CIFAR subset is 32x32 JPEGs, whose
+artefacts a denoiser trained to reproduce them carries to every other image (--photo-tasks ''
+turns this off).  Then, at every test sigma, with the P1 noise of BENCHMARK.md:
 
 * top-1 accuracy on the CIFAR-10 subset's test split and mIoU on CamVid's test split for
   (a) clean, (b) noisy, (c0) the shipped denoiser, (c) the MSE-only control, (d) the cascade
@@ -85,10 +88,11 @@ def train_all(work: Path, data: Path, args) -> dict[str, Path]:
             for kind, weight in (("mse", 0.0), ("cascade", args.weights[task])):
                 path = work / f"{kind}-{task}-seed{seed}.pt"
                 if not path.exists():
-                    dncli("cascade-train", str(data / folder / "train"), "--task", task,
+                    photos = [arg for folder in args.photos for arg in ("--photos", str(folder))] if task in args.photo_tasks else []
+                dncli("cascade-train", str(data / folder / "train"), "--task", task,
                           "--task-model", str(files[f"task-{task}"]), "-o", str(path),
                           "--sigma", args.train_sigma, "--lambda", str(weight), "--seed", str(seed),
-                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task], threads=args.threads)
+                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task], *photos, threads=args.threads)
                 files[f"{kind}-{task}-seed{seed}"] = path
     return files
 
@@ -198,6 +202,11 @@ def main() -> None:
     parser.add_argument("--train-sigma", default="10,55", help="--sigma of cascade-train")
     parser.add_argument("--lambda-classify", type=float, default=0.002)
     parser.add_argument("--lambda-segment", type=float, default=0.002)
+    parser.add_argument("--photos", type=Path, nargs="+",
+                        default=[SHARED / "train" / "CBSD432" / "train", SHARED / "train" / "CBSD432" / "test"],
+                        help="clean photos for the MSE term of the --photo-tasks runs (cascade-train --photos)")
+    parser.add_argument("--photo-tasks", default="classify",
+                        help="tasks whose runs take their MSE term from --photos ('' for none)")
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--psnr-images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -206,6 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.weights = {"classify": args.lambda_classify, "segment": args.lambda_segment}
+    args.photo_tasks = [task for task in args.photo_tasks.split(",") if task]
     sigmas = [float(s) for s in args.sigmas.split(",")]
     data = args.data or args.work / "data"
     devices.configure_cpu(args.threads)
@@ -217,6 +227,7 @@ def main() -> None:
                       if not name.startswith("task-")})
     results = {"device": "cpu", "threads": args.threads, "seeds": args.seeds, "steps": args.steps,
                "train_sigma": args.train_sigma, "lambda": args.weights, "psnr_images": args.psnr_images,
+               "photos": [str(folder) for folder in args.photos], "photo_tasks": args.photo_tasks,
                "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds),
                "psnr": psnr_scores(denoisers, sigmas, args.psnr_images),
                "cost": {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,

@@ -46,6 +46,18 @@ def segmentation_folder(root: Path, count: int, offset: int = 0) -> Path:
     return root
 
 
+def image_of_blobs(size: int, seed: int) -> np.ndarray:
+    """A smooth colour image: a few Gaussian blobs of random colour (a stand-in for photos)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    image = np.zeros((size, size, 3))
+    for _ in range(4):
+        centre, width = rng.uniform(0, size, 2), rng.uniform(2, 6)
+        blob = np.exp(-((y - centre[0]) ** 2 + (x - centre[1]) ** 2) / (2 * width ** 2))
+        image += blob[..., None] * rng.uniform(0.2, 0.8, 3)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
 def trained_classifier(folder: Path, output: Path) -> dict:
     result = run_dncli("task-train", str(folder / "train"), "--task", "classify", "-o", str(output),
                        "--val", str(folder / "val"), "--crop", "16", "--pad", "0", "--widths", "8,8,8",
@@ -90,8 +102,11 @@ def test_mean_iou_ignores_unlabelled_pixels():
     assert mean_iou(confusion) == pytest.approx((1 / 2 + 1 / 2) / 2)
 
 
-def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifier, one_thread):
+@pytest.mark.parametrize("photos", [False, True], ids=["labelled-mse", "photo-mse"])
+def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifier, one_thread, photos):
+    """With --photos the squared error moves to other images; the task term must still act."""
     from denoise_cli.engine.training.cascade import CascadeTraining
+    from denoise_cli.engine.training.data import PatchSampler
     from denoise_cli.engine.training.labelled import LabelledSampler, load_labelled
     from denoise_cli.engine.training.task_networks import task_loss
     from denoise_cli.engine.training.trainer import TrainConfig, train
@@ -102,13 +117,15 @@ def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifi
     clean, labels = LabelledSampler(load_labelled("classify", root / "val"), 16).sample(64, generator)
     sigma = 60.0
     noisy = clean + torch.randn(clean.shape, generator=generator) * sigma / 255
+    photo_sampler = PatchSampler([image_of_blobs(24, seed) for seed in range(4)], 16) if photos else None
     losses = {}
     for weight in (0.0, 1.0):
         task_network = weights.load_model(path)
         before = {k: v.clone() for k, v in task_network.state_dict().items()}
         torch.manual_seed(0)
         denoiser = registry.build("unet3", {"channels": 3, **TINY})
-        cascade = CascadeTraining(task_network, LabelledSampler(data, 16), (sigma, sigma), weight, torch.device("cpu"))
+        cascade = CascadeTraining(task_network, LabelledSampler(data, 16), (sigma, sigma), weight, torch.device("cpu"),
+                                  photos=photo_sampler)
         config = TrainConfig(max_steps=60, batch_size=16, learning_rate=3e-3, warmup_steps=5, validate_every=0)
         train(denoiser, cascade, config, root / f"cascade-{weight}.pt", {}, torch.device("cpu"))
         with torch.no_grad():
@@ -120,9 +137,12 @@ def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifi
 def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier, tmp_path: Path, tiny_weights):
     root, path, _ = classifier
     output = tmp_path / "cascade.pt"
+    for seed in range(2):
+        write_png(tmp_path / "photos" / f"{seed}.png", image_of_blobs(24, seed))
     args = ["cascade-train", str(root / "train"), "--task", "classify", "--task-model", str(path),
             "--denoiser", str(tiny_weights(3)), "-o", str(output), "--sigma", "20,40", "--lambda", "0.1",
-            "--crop", "16", "--pad", "0", "--batch-size", "4"]
+            "--crop", "16", "--pad", "0", "--batch-size", "4", "--photos", str(tmp_path / "photos"),
+            "--photo-crop", "16"]
     first = run_dncli(*args, "--max-steps", "6", "--max-time", "0", env={"OMP_NUM_THREADS": "1"})
     assert first.returncode == 0, first.stderr.decode()
     assert weights.load_checkpoint(output)["step"] == 0
@@ -131,6 +151,7 @@ def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier,
     record = weights.load_checkpoint(output)
     assert record["step"] == 6 and record["arch"] == "unet3"
     assert record["meta"]["cascade"]["lambda"] == 0.1
+    assert record["meta"]["cascade"]["photos"] == [str(tmp_path / "photos")]
     noisy = write_png(tmp_path / "n.png", stripes(20, True, 7))
     denoised = run_dncli("denoise", str(noisy), "-s", "30", "--weights", str(output), "-o", str(tmp_path / "d.png"))
     assert denoised.returncode == 0, denoised.stderr.decode()
@@ -181,6 +202,11 @@ def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights)
     result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
                        str(tiny_weights(3)), "--denoiser", str(tiny_weights(1, "gray.pt")), "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "colour unet3 denoiser")
+    result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
+                       str(tiny_weights(3)), "--denoiser", str(tiny_weights(3)), "--photos", str(tmp_path / "cls"),
+                       "-o", str(tmp_path / "c.pt"))
+    assert_clean_error(result, 2, "no usable images of at least 64x64")
+    assert not (tmp_path / "c.pt").exists()
 
 
 def test_cascade_trains_data_parallel_with_two_cpu_processes(classifier, tmp_path: Path, tiny_weights):

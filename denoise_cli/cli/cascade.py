@@ -9,6 +9,9 @@ program (.pt2) or TorchScript file, or a plain state dict with --task-arch (and 
 it takes RGB in [0, 1] and returns logits (or torchvision's {"out": logits}).
 The output is an ordinary denoiser weights file (and checkpoint: --resume continues it) for
 'dncli denoise --weights'. --lambda 0 trains the MSE-only control on the same data.
+With --photos, the squared error is taken on noisy crops of those clean photos instead of the
+labelled images, which then serve the task term only: use it when the labelled images are
+small or compressed (such as 32x32 CIFAR JPEGs), whose artefacts a denoiser would learn.
 """
 from __future__ import annotations
 
@@ -42,6 +45,9 @@ def command(
         help="Built-in architecture of a --task-model state dict: classifier-cnn or segmenter-unet.")] = None,
     task_options: Annotated[str, typer.Option(
         "--task-options", help="JSON options of --task-arch, e.g. '{\"classes\": 20}'.")] = "{}",
+    photos: Annotated[Optional[list[Path]], typer.Option(
+        "--photos", help="Directories of clean photos for the MSE term [default: the labelled images].")] = None,
+    photo_crop: Annotated[int, typer.Option("--photo-crop", help="Side of the --photos crops in pixels.")] = 64,
     val: Annotated[Optional[Path], typer.Option("--val", help="Directory of labelled validation images.")] = None,
     val_sigma: Annotated[float, typer.Option("--val-sigma", help="Noise level of validation.")] = 25.0,
     crop: Crop = None,
@@ -63,12 +69,15 @@ def command(
     from ..engine import weights
     from ..engine.training import ddp
     from ..engine.training.cascade import CascadeTraining
+    from ..engine.training.data import PatchSampler, load_images
     from ..engine.training.labelled import LabelledSampler
     from ..engine.training.trainer import TrainConfig
 
     crop, pad = training.crop_and_pad(task, crop, pad)
     if weight < 0:
         raise UsageError("--lambda must be at least 0")
+    if photo_crop < 16 or photo_crop % 4:
+        raise UsageError("--photo-crop must be a multiple of 4, at least 16")
     low, high = training.sigma_range(sigma, "--sigma", single=True)
     try:
         options = json.loads(task_options)
@@ -80,15 +89,17 @@ def command(
     record, model = training.starting_denoiser(str(output) if resume else denoiser, "--denoiser", 3)
     train_data = training.labelled(task, data)
     validation = training.labelled(task, val) if val else None
+    photo_sampler = PatchSampler(load_images(photos, 3, min_size=photo_crop), photo_crop) if photos else None
     cascade = CascadeTraining(network, LabelledSampler(train_data, crop, pad), (low, high), weight,
-                              torch_device, validation, val_sigma)
+                              torch_device, validation, val_sigma, photo_sampler)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size,
                          learning_rate=learning_rate, warmup_steps=min(200, max_steps // 10),
                          validate_every=validate_every if val else 0,
                          checkpoint_every=checkpoint_every, seed=seed, precision=precision)
     meta = {**record.get("meta", {}),
             "cascade": {"task": task, "task_model": task_model, "lambda": weight, "sigma_range": [low, high],
-                        "initial_denoiser": denoiser, "training_data": str(data), "crop": crop, "seed": seed},
+                        "initial_denoiser": denoiser, "training_data": str(data), "crop": crop, "seed": seed,
+                        "photos": [str(folder) for folder in photos or []], "photo_crop": photo_crop},
             "device": str(torch_device), "world_size": ddp.world_size()}
     model.train()
     result = training.run(model, cascade, config, output, meta, torch_device, resume)

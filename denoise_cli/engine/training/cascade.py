@@ -7,7 +7,11 @@ F is updated, on
 
 Both terms are means: the squared error per pixel and channel on the [0, 1] scale, the
 cross-entropy per image (classification) or per labelled pixel (segmentation); so lambda does
-not depend on the image or batch size.  H stays in eval mode (batch-norm statistics and dropout
+not depend on the image or batch size.  With ``photos``, x of the squared error is a crop of
+clean photos instead of the labelled image (both noised the same way): the task term still
+sees the task's images, but the reconstruction is anchored on photos, which matters when the
+labelled images are small or compressed (32x32 JPEG CIFAR crops teach a denoiser their
+artefacts).  H stays in eval mode (batch-norm statistics and dropout
 frozen) and its parameters get no gradient; the gradient of the task term reaches F through H.
 The result is an ordinary weights file of F's architecture: it costs nothing extra at inference.
 """
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import psnr, quantize_uint8
+from .data import PatchSampler
 from .labelled import LabelledImages, LabelledSampler
 from .task_networks import METRIC, protocol_noise, score, task_loss
 
@@ -34,31 +39,41 @@ def freeze(network: nn.Module) -> nn.Module:
 class CascadeTraining:
     """A ``Task`` for the trainer: the denoiser is the trained model, ``task_network`` is frozen.
 
-    ``sigma_range`` is on the 0..255 scale (a level drawn per image); ``weight`` is lambda.
+    ``sigma_range`` is on the 0..255 scale (a level drawn per image); ``weight`` is lambda;
+    ``photos``, when given, supplies the clean crops of the squared-error term.
     Validation reports the PSNR of the denoised ``validation`` images and the task score of
     ``task_network`` on them, at ``validation_sigma`` with the P1 noise.
     """
 
     def __init__(self, task_network: nn.Module, sampler: LabelledSampler, sigma_range: tuple[float, float],
                  weight: float, device: torch.device, validation: LabelledImages | None = None,
-                 validation_sigma: float = 25.0) -> None:
+                 validation_sigma: float = 25.0, photos: PatchSampler | None = None) -> None:
         self.task_network = freeze(task_network).to(device)
         self.sampler, self.sigma_range, self.weight = sampler, sigma_range, weight
         self.validation, self.validation_sigma = validation, validation_sigma
+        self.photos = photos
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device):
         clean, targets = self.sampler.sample(size, generator)
+        labelled = (*self._noised(clean, generator, device), targets.to(device))
+        if self.photos is None:
+            return labelled, None
+        return labelled, self._noised(self.photos.sample(size, generator), generator, device)
+
+    def _noised(self, clean: torch.Tensor, generator: torch.Generator, device: torch.device):
         low, high = self.sigma_range
-        sigma = (low + (high - low) * torch.rand(size, generator=generator)) / 255.0
+        sigma = (low + (high - low) * torch.rand(len(clean), generator=generator)) / 255.0
         noisy = clean + torch.randn(clean.shape, generator=generator) * sigma.view(-1, 1, 1, 1)
-        return noisy.to(device), sigma.to(device), clean.to(device), targets.to(device)
+        return noisy.to(device), sigma.to(device), clean.to(device)
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
-        noisy, sigma, clean, targets = batch
-        denoised = model(noisy, sigma)
-        reconstruction = F.mse_loss(denoised.float(), clean)
+        (noisy, sigma, clean, targets), photos = batch
+        anchor_noisy, anchor_sigma, anchor_clean = photos if photos is not None else (noisy, sigma, clean)
+        reconstructed = model(anchor_noisy, anchor_sigma)
+        reconstruction = F.mse_loss(reconstructed.float(), anchor_clean)
         if self.weight == 0:
             return reconstruction
+        denoised = reconstructed if photos is None else model(noisy, sigma)
         return reconstruction + self.weight * task_loss(self.task_network(denoised), targets)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
