@@ -83,16 +83,17 @@ def train_all(work: Path, data: Path, args) -> dict[str, Path]:
             dncli("task-train", str(data / folder / "train"), "--task", task, "-o", str(path),
                   "--val", str(data / folder / "val"), *TASK_RECIPES[task], threads=args.threads)
         files[f"task-{task}"] = path
+    photo_options = [option for photos in args.photos for option in ("--photos", str(photos))]
     for seed in args.seeds:
         for task, (folder, _) in TASKS.items():
             for kind, weight in (("mse", 0.0), ("cascade", args.weights[task])):
                 path = work / f"{kind}-{task}-seed{seed}.pt"
                 if not path.exists():
-                    photos = [arg for folder in args.photos for arg in ("--photos", str(folder))] if task in args.photo_tasks else []
-                dncli("cascade-train", str(data / folder / "train"), "--task", task,
+                    dncli("cascade-train", str(data / folder / "train"), "--task", task,
                           "--task-model", str(files[f"task-{task}"]), "-o", str(path),
                           "--sigma", args.train_sigma, "--lambda", str(weight), "--seed", str(seed),
-                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task], *photos, threads=args.threads)
+                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task],
+                          *(photo_options if task in args.photo_tasks else []), threads=args.threads)
                 files[f"{kind}-{task}-seed{seed}"] = path
     return files
 
