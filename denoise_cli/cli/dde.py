@@ -24,6 +24,7 @@ LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the traine
 VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
 IMAGE_DEFAULTS = {"sigma": 127.5, "width": 256, "depth": 16, "latent": 16, "gen_width": 512, "gen_depth": 3,
                   "batch": 100}
+CONV_DEFAULTS = {"width": 32, "depth": 2}  # --energy conv: channels at full resolution, blocks per resolution
 
 ModelOption = Annotated[str, typer.Option(
     "--model", "-m", help="DDE weights file from 'dncli dde-train', or a shipped model: "
@@ -51,10 +52,14 @@ def train_command(
         "--gen-every", help="One generator step every K steps; every step trains both DDEs.")] = 10,
     real_until: Annotated[Optional[int], typer.Option(
         "--real-until", help="Freeze the data DDE from this step on (the generator goes on learning).")] = None,
+    energy: Annotated[str, typer.Option(
+        "--energy", help="mlp: a residual MLP on the (whitened) values; conv: a convolutional network over "
+                         "three resolutions (images only).")] = "mlp",
     width: Annotated[Optional[int], typer.Option("--width", help="Hidden units of each DDE [default: 64 vectors, "
-                                                                 "256 images].")] = None,
+                                                                 "256 images; conv: 32 channels].")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", help="Residual hidden layers of each DDE [default: 4 "
-                                                                 "vectors, 16 images].")] = None,
+                                                                 "vectors, 16 images; conv: 2 blocks per "
+                                                                 "resolution].")] = None,
     activation: Annotated[str, typer.Option("--activation", help="softplus, swish or tanh.")] = "softplus",
     base: Annotated[Optional[str], typer.Option(
         "--base", help="gaussian: f is the log of the Gaussian with the data's mean and covariance times a "
@@ -156,8 +161,9 @@ def train_command(
                                    generator_lr_scale=(gen_lr or learning_rate) / learning_rate)
         except ValueError as exc:
             raise UsageError(_option_message(str(exc))) from None
-        options = {"shape": list(dataset.shape), "sigma": level, "activation": activation,
-                   "width": width or defaults["width"], "depth": defaults["depth"] if depth is None else depth,
+        sizes = CONV_DEFAULTS if energy == "conv" else defaults
+        options = {"shape": list(dataset.shape), "sigma": level, "activation": activation, "energy": energy,
+                   "width": width or sizes["width"], "depth": sizes["depth"] if depth is None else depth,
                    "conditional": conditional, "sigma_max": start if conditional else None,
                    "generator": generator, "latent": latent or defaults["latent"],
                    "generator_width": gen_width or defaults["gen_width"],

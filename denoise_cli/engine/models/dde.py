@@ -50,6 +50,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "swish": nn.
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
 GENERATOR_TRAININGS = ("kl", "distilled")
 BASES = ("none", "gaussian")
+ENERGIES = ("mlp", "conv")
 MAX_BASE_DIM = 4096  # a Gaussian base stores a D x D eigenbasis
 
 
@@ -59,8 +60,9 @@ class DDEConfig:
 
     shape: tuple[int, ...] = (2,)  # one sample: (D,) for vectors, (C, H, W) for images in [0, 1]
     sigma: float = 0.2  # smoothing noise level of the density (data units), > 0
-    width: int = 64  # hidden units of each DDE
-    depth: int = 4  # residual hidden layers of each DDE
+    width: int = 64  # hidden units of each DDE (conv: channels at full resolution)
+    depth: int = 4  # residual hidden layers of each DDE (conv: residual blocks per resolution)
+    energy: str = "mlp"  # "conv": a convolutional energy network (images only)
     activation: str = "softplus"  # softplus, swish or tanh (smooth: the loss differentiates twice)
     conditional: bool = False  # f(x, s) for every level s in [sigma, sigma_max]
     sigma_max: float | None = None  # highest level of a conditional model (data units)
@@ -84,6 +86,10 @@ class DDEConfig:
             raise ValueError(f"activation {self.activation!r}: use one of {', '.join(ACTIVATIONS)}")
         if self.generator_output not in GENERATOR_OUTPUTS:
             raise ValueError(f"generator_output {self.generator_output!r}: use {' or '.join(GENERATOR_OUTPUTS)}")
+        if self.energy not in ENERGIES:
+            raise ValueError(f"energy {self.energy!r}: use {' or '.join(ENERGIES)}")
+        if self.energy == "conv" and len(self.shape) != 3:
+            raise ValueError("a convolutional energy network needs images, shape (C, H, W)")
         if self.base not in BASES:
             raise ValueError(f"base {self.base!r}: use {' or '.join(BASES)}")
         if self.generator_training not in GENERATOR_TRAININGS:
@@ -141,6 +147,57 @@ class EnergyNet(nn.Module):
         return self.readout(self.act(h)).squeeze(1)
 
 
+class ConvEnergyNet(nn.Module):
+    """A scalar convolutional network ``g(x[, log s])`` of images ``[B, C, H, W]``.
+
+    Three resolutions (full, half, quarter; ``width``, ``2 width``, ``2 width`` channels), each
+    with ``depth`` residual blocks ``h + conv(act(conv(act(h)) + e(log s)))``, stride-2
+    convolutions between them, then the spatial mean of ``act(h)`` and a linear read-out.  The
+    level enters every block as a per-channel offset ``e``; the residual branches start scaled by
+    ``1/sqrt(3 depth)`` as in :class:`EnergyNet`.  Why convolutions: an MLP on 784 pixels must
+    learn every stroke at every position separately; weights shared across positions need far
+    fewer examples to learn what strokes look like.
+    """
+
+    def __init__(self, channels: int, width: int, depth: int, activation: str, conditional: bool) -> None:
+        super().__init__()
+        widths = (width, 2 * width, 2 * width)
+        self.lift = nn.Conv2d(channels, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(_ConvBlock(w, conditional, (len(widths) * depth) ** -0.5) for _ in range(depth))
+            for w in widths)
+        self.downs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
+        self.readout = nn.Linear(widths[-1], 1, bias=False)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor, log_level: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` is ``[B, C, H, W]``, ``log_level`` ``[B]`` (conditional nets only); returns ``[B]``."""
+        condition = None if log_level is None else log_level.to(x.dtype).unsqueeze(1)
+        h = self.lift(x)
+        for index, blocks in enumerate(self.blocks):
+            if index:
+                h = self.downs[index - 1](self.act(h))
+            for block in blocks:
+                h = block(h, condition, self.act)
+        return self.readout(self.act(h).mean((2, 3))).squeeze(1)
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, width: int, conditional: bool, scale: float) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(width, width, 3, padding=1)
+        self.second = nn.Conv2d(width, width, 3, padding=1)
+        self.level = nn.Linear(1, width) if conditional else None
+        with torch.no_grad():
+            self.second.weight.mul_(scale)
+
+    def forward(self, h: torch.Tensor, condition: torch.Tensor | None, act: nn.Module) -> torch.Tensor:
+        inner = self.first(act(h))
+        if condition is not None:
+            inner = inner + self.level(condition)[:, :, None, None]
+        return h + self.second(act(inner))
+
+
 class Generator(nn.Module):
     """``g(z)``: an MLP from ``[B, latent]`` to ``[B, D]`` (residual or plain hidden layers),
     with a sigmoid output for images so samples lie in [0, 1]."""
@@ -181,9 +238,8 @@ class DDEModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.real = EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
-        self.fake = (EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
-                     if c.generator and c.generator_training == "kl" else None)
+        self.real = self._energy_net()
+        self.fake = self._energy_net() if c.generator and c.generator_training == "kl" else None
         self.generator = (Generator(c.latent, c.dim, c.generator_width, c.generator_depth, c.activation,
                                     c.generator_residual, c.generator_output) if c.generator else None)
         self.register_buffer("data_mean", torch.zeros(c.dim))
@@ -195,6 +251,12 @@ class DDEModel(nn.Module):
             self.register_buffer("base_mean", torch.zeros(c.dim))
             self.register_buffer("base_basis", torch.eye(c.dim))
             self.register_buffer("base_variances", torch.ones(c.dim))
+
+    def _energy_net(self) -> nn.Module:
+        c = self.config
+        if c.energy == "conv":
+            return ConvEnergyNet(c.shape[0], c.width, c.depth, c.activation, c.conditional)
+        return EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
 
     @property
     def is_image(self) -> bool:
@@ -255,8 +317,10 @@ class DDEModel(nn.Module):
         log_levels = levels.log() if self.config.conditional else None
         if self.config.base == "gaussian":
             z, base = self._whiten(x.flatten(1), levels)
+            if self.config.energy == "conv":  # convolutions need the pixel grid, not the eigenbasis
+                z = ((x.flatten(1) - self.base_mean) / (self.data_var + levels.unsqueeze(1) ** 2).sqrt()).reshape(x.shape)
             return base - nn.functional.softplus(-net(z, log_levels))
-        out = net(x.flatten(1), log_levels)
+        out = net(x if self.config.energy == "conv" else x.flatten(1), log_levels)
         return out / levels.to(out.dtype)
 
     def forward(self, x: torch.Tensor, level: float | torch.Tensor | None = None) -> torch.Tensor:
