@@ -76,8 +76,7 @@ def command(
     crop, pad = training.crop_and_pad(task, crop, pad)
     if weight < 0:
         raise UsageError("--lambda must be at least 0")
-    if photo_crop < 16 or photo_crop % 4:
-        raise UsageError("--photo-crop must be a multiple of 4, at least 16")
+    training.check_patch_side(photo_crop, "--photo-crop")
     low, high = training.sigma_range(sigma, "--sigma", single=True)
     try:
         options = json.loads(task_options)

@@ -58,8 +58,7 @@ def command(
     low, high = training.sigma_range(sigma_range, "--sigma-range")
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
-    if patch < 16 or patch % 4:
-        raise UsageError("--patch must be a multiple of 4, at least 16")
+    training.check_patch_side(patch, "--patch")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),

@@ -90,6 +90,13 @@ def sigma_range(text: str, option: str, single: bool = False) -> tuple[float, fl
     return low, high
 
 
+def check_patch_side(side: int, option: str) -> None:
+    """A training patch side for the unet3 denoiser: a multiple of 4 (two 2x downsamplings), at
+    least 16 pixels; UsageError naming ``option`` otherwise."""
+    if side < 16 or side % 4:
+        raise UsageError(f"{option} must be a multiple of 4, at least 16")
+
+
 def starting_denoiser(spec: str, option: str, channels: int):
     """``(record, model)`` of the unet3 denoiser a trainer starts from: a shipped name or a
     weights file, which must be a unet3 model of ``channels`` channels (UsageError naming

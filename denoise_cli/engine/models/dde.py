@@ -139,7 +139,9 @@ class EnergyNet(nn.Module):
                 layer.weight.mul_(depth ** -0.5)
 
     def forward(self, x: torch.Tensor, log_level: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` is ``[B, D]``, ``log_level`` ``[B]`` (conditional nets only); returns ``[B]``."""
+        """``x`` is ``[B, D]`` (or ``[B, *shape]``, flattened), ``log_level`` ``[B]`` (conditional
+        nets only); returns ``[B]``."""
+        x = x.flatten(1)
         if log_level is not None:
             x = torch.cat([x, log_level.to(x.dtype).unsqueeze(1)], dim=1)
         h = self.lift(x)
@@ -319,9 +321,10 @@ class DDEModel(nn.Module):
         if self.config.base == "gaussian":
             z, base = self._whiten(x.flatten(1), levels)
             if self.config.energy == "conv":  # convolutions need the pixel grid, not the eigenbasis
-                z = ((x.flatten(1) - self.base_mean) / (self.data_var + levels.unsqueeze(1) ** 2).sqrt()).reshape(x.shape)
+                z = (x - self.base_mean.view(x.shape[1:])) / (self.data_var.view(x.shape[1:])
+                                                             + levels.view(-1, 1, 1, 1) ** 2).sqrt()
             return base - nn.functional.softplus(-net(z, log_levels))
-        out = net(x if self.config.energy == "conv" else x.flatten(1), log_levels)
+        out = net(x, log_levels)
         return out / levels.to(out.dtype)
 
     def forward(self, x: torch.Tensor, level: float | torch.Tensor | None = None) -> torch.Tensor:
