@@ -26,7 +26,7 @@
 # ENERGY=conv swaps the MLP for a convolutional energy network (dde-train --energy conv; WIDTH
 # channels at full resolution, default 32, and DEPTH residual blocks per resolution, default 2).
 # On one CPU thread it reached a validation DDE loss of 0.185 in 1,600 steps (the MLP: 0.386 after
-# 90,000), but a step costs 25x more (1.5 s against 0.06 s): a GPU recipe (see README).
+# 90,000), but a step costs 25x more (1.5 s against 0.06 s): a GPU recipe (benchmarks/gpu/dde.sh).
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}

@@ -15,14 +15,17 @@ mkdir -p "$work"
 (while sleep 15; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done) \
     >"$OUT/gpu_util_$LABEL.txt" 2>&1 &
 
+without_optimizer() {  # CHECKPOINT WEIGHTS: what comes back is limited to 16 MiB per file
+    python3 -c "import torch, sys; r = torch.load(sys.argv[1], weights_only=True); r.pop('optimizer'); torch.save(r, sys.argv[2])" "$1" "$2"
+}
+
 train_side_by_side() {  # MODEL...: the jobs of $work/jobs within the budget, then each $work/MODEL.pt
-    # to $OUT without its optimiser state (what comes back is limited to 16 MiB per file), and the logs
+    # to $OUT without its optimiser state, and the logs
     bash benchmarks/timed_training.sh "$budget" "$work/jobs" "$work/logs"
     echo "training rc=$?"
     local model
     for model in "$@"; do
-        python3 -c "import torch, sys; r = torch.load(sys.argv[1], weights_only=True); r.pop('optimizer'); torch.save(r, sys.argv[2])" \
-            "$work/$model.pt" "$OUT/$model.pt"
+        without_optimizer "$work/$model.pt" "$OUT/$model.pt"
     done
     grep -h validation "$work"/logs/*.train.log | tail -n 8
     tail -n 2 "$work"/logs/*.train.log
