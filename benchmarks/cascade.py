@@ -18,6 +18,9 @@ turns this off).  Then, at every test sigma, with the P1 noise of BENCHMARK.md:
   denoiser, (e) the cascade denoiser trained with the other task, and (e0) that task's MSE-only
   control: (e) against (e0) isolates what the other task's loss transfers, because both saw the
   same images (against (c), (e) also pays for having been trained on the other task's images);
+  (d') and (e') are the label-free cascades (`cascade-train --no-labels` on the --photos, the
+  task network's clean predictions as targets, --lambda-unlabelled) of this task and of the
+  other, whose MSE-only control is the photo-trained (e0) of classification;
 * PSNR of the denoisers on the first --psnr-images images of Kodak24 and CBSD68;
 * mean and sample standard deviation over the seeds;
 * speed of the shipped and a cascade-trained denoiser on a 512x512 colour image (same
@@ -95,6 +98,14 @@ def train_all(work: Path, data: Path, args) -> dict[str, Path]:
                           "--max-steps", str(args.steps), *CASCADE_RECIPES[task],
                           *(photo_options if task in args.photo_tasks else []), threads=args.threads)
                 files[f"{kind}-{task}-seed{seed}"] = path
+        for task in args.unlabelled_tasks:
+            path = work / f"unlabelled-{task}-seed{seed}.pt"
+            if not path.exists():
+                dncli("cascade-train", *map(str, args.photos), "--no-labels", "--task", task,
+                      "--task-model", str(files[f"task-{task}"]), "-o", str(path), "--sigma", args.train_sigma,
+                      "--lambda", str(args.lambda_unlabelled), "--seed", str(seed), "--max-steps", str(args.steps),
+                      "--batch-size", "16", threads=args.threads)
+            files[f"unlabelled-{task}-seed{seed}"] = path
     return files
 
 
@@ -102,7 +113,8 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float], seeds: list[int]) -> dict:
+def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float], seeds: list[int],
+                unlabelled_tasks: list[str]) -> dict:
     """scores[task][sigma][setting] = [value per seed] (one value for seed-free settings)."""
     results: dict = {}
     for task, (folder, _) in TASKS.items():
@@ -112,8 +124,11 @@ def task_scores(networks: dict, denoisers: dict, data: Path, sigmas: list[float]
         for sigma in sigmas:
             row = {"noisy": [score(network, test, CPU, protocol_noise(sigma))],
                    "shipped": [score(network, test, CPU, denoised_by(denoisers["shipped"], sigma))]}
-            for label, kind, source in (("mse", "mse", task), ("cascade", "cascade", task),
-                                        ("transfer_mse", "mse", OTHER[task]), ("transfer", "cascade", OTHER[task])):
+            settings = [("mse", "mse", task), ("cascade", "cascade", task),
+                        ("transfer_mse", "mse", OTHER[task]), ("transfer", "cascade", OTHER[task])]
+            settings += [(label, "unlabelled", source) for label, source in
+                         (("unlabelled", task), ("transfer_unlabelled", OTHER[task])) if source in unlabelled_tasks]
+            for label, kind, source in settings:
                 chosen = [denoisers[f"{kind}-{source}-seed{s}"] for s in seeds]
                 row[label] = [score(network, test, CPU, denoised_by(d, sigma)) for d in chosen]
             results[task][f"{sigma:g}"] = row
@@ -162,7 +177,8 @@ def markdown(results: dict, seeds: list[int]) -> str:
     lines = [f"## Task scores (mean ± std over seeds {', '.join(map(str, seeds))})\n"]
     names = {"noisy": "(b) noisy", "shipped": "(c0) shipped unet3-color", "mse": "(c) MSE-only",
              "cascade": "(d) cascade", "transfer_mse": "(e0) other task's MSE-only",
-             "transfer": "(e) other task's cascade"}
+             "transfer": "(e) other task's cascade", "unlabelled": "(d') cascade without labels",
+             "transfer_unlabelled": "(e') other task's cascade without labels"}
     for task, (_, metric) in TASKS.items():
         scores = results["task_scores"][task]
         sigmas = [k for k in scores if k != "clean"]
@@ -170,6 +186,8 @@ def markdown(results: dict, seeds: list[int]) -> str:
         lines.append("| setting | " + " | ".join(f"sigma {s}" for s in sigmas) + " |")
         lines.append("|---" * (len(sigmas) + 1) + "|")
         for key, label in names.items():
+            if key not in scores[sigmas[0]]:
+                continue
             cells = []
             for s in sigmas:
                 mean, spread = mean_spread(scores[s][key])
@@ -184,7 +202,10 @@ def markdown(results: dict, seeds: list[int]) -> str:
         lines.append("|---" * (len(sigmas) + 1) + "|")
         shipped = " | ".join(f"{by_sigma[s]['shipped']:.2f}" for s in sigmas)
         lines.append(f"| shipped unet3-color | {shipped} |")
-        for prefix in ("mse-classify", "cascade-classify", "mse-segment", "cascade-segment"):
+        for prefix in ("mse-classify", "cascade-classify", "mse-segment", "cascade-segment",
+                       "unlabelled-classify", "unlabelled-segment"):
+            if f"{prefix}-seed{seeds[0]}" not in by_sigma[sigmas[0]]:
+                continue
             cells = ["{:.2f} ± {:.2f}".format(*mean_spread(pooled(by_sigma[s], prefix, seeds))) for s in sigmas]
             lines.append(f"| {prefix} | " + " | ".join(cells) + " |")
     cost = results["cost"]
@@ -208,6 +229,9 @@ def main() -> None:
                         help="clean photos for the MSE term of the --photo-tasks runs (cascade-train --photos)")
     parser.add_argument("--photo-tasks", default="classify",
                         help="tasks whose runs take their MSE term from --photos ('' for none)")
+    parser.add_argument("--unlabelled-tasks", default="classify,segment",
+                        help="tasks that also get a label-free cascade on --photos ('' for none)")
+    parser.add_argument("--lambda-unlabelled", type=float, default=0.01)
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--psnr-images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -217,6 +241,7 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.weights = {"classify": args.lambda_classify, "segment": args.lambda_segment}
     args.photo_tasks = [task for task in args.photo_tasks.split(",") if task]
+    args.unlabelled_tasks = [task for task in args.unlabelled_tasks.split(",") if task]
     sigmas = [float(s) for s in args.sigmas.split(",")]
     data = args.data or args.work / "data"
     devices.configure_cpu(args.threads)
@@ -229,7 +254,8 @@ def main() -> None:
     results = {"device": "cpu", "threads": args.threads, "seeds": args.seeds, "steps": args.steps,
                "train_sigma": args.train_sigma, "lambda": args.weights, "psnr_images": args.psnr_images,
                "photos": [str(folder) for folder in args.photos], "photo_tasks": args.photo_tasks,
-               "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds),
+               "unlabelled_tasks": args.unlabelled_tasks, "lambda_unlabelled": args.lambda_unlabelled,
+               "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds, args.unlabelled_tasks),
                "psnr": psnr_scores(denoisers, sigmas, args.psnr_images),
                "cost": {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,
                         "shipped_mp_per_s": speed(Runner(denoisers["shipped"], CPU), 3, 512),

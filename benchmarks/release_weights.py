@@ -207,7 +207,7 @@ def cascade_details(model, record: dict, results: dict | None, args: argparse.Na
                 "summary": f"{task}: clean test {metric} {clean:.3f}"}
     cascade = record["meta"]["cascade"]
     task, seed = cascade["task"], results["seeds"].index(cascade["seed"])
-    kind = "cascade" if cascade["lambda"] else "mse"
+    kind = "unlabelled" if cascade.get("labels") is False else "cascade" if cascade["lambda"] else "mse"
     scores = results["task_scores"][task]
     by_sigma = {s: round(row[kind][seed], 4) for s, row in scores.items() if s != "clean"}
     psnr = {name: {s: round(row[f"{kind}-{task}-seed{cascade['seed']}"], 3) for s, row in rows.items()}

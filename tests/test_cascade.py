@@ -102,9 +102,11 @@ def test_mean_iou_ignores_unlabelled_pixels():
     assert mean_iou(confusion) == pytest.approx((1 / 2 + 1 / 2) / 2)
 
 
-@pytest.mark.parametrize("photos", [False, True], ids=["labelled-mse", "photo-mse"])
+@pytest.mark.parametrize("photos", [False, True, "unlabelled"], ids=["labelled-mse", "photo-mse", "no-labels"])
 def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifier, one_thread, photos):
-    """With --photos the squared error moves to other images; the task term must still act."""
+    """With --photos the squared error moves to other images; the task term must still act.  With
+    no labels at all (the training images as photos, the classifier's clean predictions as
+    targets) the denoised images must still come closer to their true labels."""
     from denoise_cli.engine.training.cascade import CascadeTraining
     from denoise_cli.engine.training.data import PatchSampler
     from denoise_cli.engine.training.labelled import LabelledSampler, load_labelled
@@ -117,21 +119,26 @@ def test_cascade_lowers_the_task_loss_and_leaves_the_task_network_alone(classifi
     clean, labels = LabelledSampler(load_labelled("classify", root / "val"), 16).sample(64, generator)
     sigma = 60.0
     noisy = clean + torch.randn(clean.shape, generator=generator) * sigma / 255
-    photo_sampler = PatchSampler([image_of_blobs(24, seed) for seed in range(4)], 16) if photos else None
+    if photos == "unlabelled":
+        photo_sampler = PatchSampler(data.images, 16)
+    else:
+        photo_sampler = PatchSampler([image_of_blobs(24, seed) for seed in range(4)], 16) if photos else None
+    sampler = None if photos == "unlabelled" else LabelledSampler(data, 16)
     losses = {}
     for weight in (0.0, 1.0):
         task_network = weights.load_model(path)
         before = {k: v.clone() for k, v in task_network.state_dict().items()}
         torch.manual_seed(0)
         denoiser = registry.build("unet3", {"channels": 3, **TINY})
-        cascade = CascadeTraining(task_network, LabelledSampler(data, 16), (sigma, sigma), weight, torch.device("cpu"),
-                                  photos=photo_sampler)
+        cascade = CascadeTraining(task_network, sampler, (sigma, sigma), weight, torch.device("cpu"), photos=photo_sampler)
         config = TrainConfig(max_steps=60, batch_size=16, learning_rate=3e-3, warmup_steps=5, validate_every=0)
         train(denoiser, cascade, config, root / f"cascade-{weight}.pt", {}, torch.device("cpu"))
         with torch.no_grad():
             losses[weight] = task_loss(task_network(denoiser.eval()(noisy, sigma / 255)), labels).item()
+            clean_loss = task_loss(task_network(clean), labels).item()
         assert all(torch.equal(v, task_network.state_dict()[k]) for k, v in before.items())
-    assert losses[1.0] < 0.8 * losses[0.0], losses
+    # the part of the loss that the noise adds is what the cascade is there to take away
+    assert losses[1.0] - clean_loss < 0.6 * (losses[0.0] - clean_loss), (losses, clean_loss)
 
 
 def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier, tmp_path: Path, tiny_weights):
@@ -155,6 +162,15 @@ def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier,
     noisy = write_png(tmp_path / "n.png", stripes(20, True, 7))
     denoised = run_dncli("denoise", str(noisy), "-s", "30", "--weights", str(output), "-o", str(tmp_path / "d.png"))
     assert denoised.returncode == 0, denoised.stderr.decode()
+
+    unlabelled = tmp_path / "unlabelled.pt"
+    result = run_dncli("cascade-train", str(tmp_path / "photos"), "--no-labels", "--task", "classify",
+                       "--task-model", str(path), "--denoiser", str(tiny_weights(3)), "-o", str(unlabelled),
+                       "--photo-crop", "16", "--batch-size", "4", "--max-steps", "2", env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr.decode()
+    cascade = weights.load_checkpoint(unlabelled)["meta"]["cascade"]
+    assert cascade["labels"] is False and cascade["lambda"] == 0.01
+    assert cascade["photos"] == [str(tmp_path / "photos")]
 
 
 def test_user_networks_plug_in_as_programs_or_state_dict(tmp_path: Path):
@@ -206,6 +222,10 @@ def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights)
                        str(tiny_weights(3)), "--denoiser", str(tiny_weights(3)), "--photos", str(tmp_path / "cls"),
                        "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "no usable images of at least 64x64")
+    for extra, message in ((["--photos", str(tmp_path / "cls")], "--photos"), (["--crop", "16"], "--crop")):
+        result = run_dncli("cascade-train", str(tmp_path / "cls"), "--no-labels", "--task", "classify",
+                           "--task-model", str(tiny_weights(3)), *extra, "-o", str(tmp_path / "c.pt"))
+        assert_clean_error(result, 2, message)
     assert not (tmp_path / "c.pt").exists()
 
 

@@ -11,7 +11,13 @@ not depend on the image or batch size.  With ``photos``, x of the squared error 
 clean photos instead of the labelled image (both noised the same way): the task term still
 sees the task's images, but the reconstruction is anchored on photos, which matters when the
 labelled images are small or compressed (32x32 JPEG CIFAR crops teach a denoiser their
-artefacts).  H stays in eval mode (batch-norm statistics and dropout
+artefacts).  Without labelled images, the task term too is taken on the photos, against H's own
+prediction on the clean crop (class probabilities per image or per pixel):
+
+    L = mean (F(y) - x)^2  +  lambda * CE(H(F(y)), softmax H(x))
+
+which asks the denoiser for images that H sees as it sees the clean ones, and needs no labels.
+H stays in eval mode (batch-norm statistics and dropout
 frozen) and its parameters get no gradient; the gradient of the task term reaches F through H.
 The result is an ordinary weights file of F's architecture: it costs nothing extra at inference.
 """
@@ -40,20 +46,25 @@ class CascadeTraining:
     """A ``Task`` for the trainer: the denoiser is the trained model, ``task_network`` is frozen.
 
     ``sigma_range`` is on the 0..255 scale (a level drawn per image); ``weight`` is lambda;
-    ``photos``, when given, supplies the clean crops of the squared-error term.
+    ``photos``, when given, supplies the clean crops of the squared-error term, and of the
+    task term too when ``sampler`` is ``None`` (targets: ``task_network`` on the clean crops).
     Validation reports the PSNR of the denoised ``validation`` images and the task score of
     ``task_network`` on them, at ``validation_sigma`` with the P1 noise.
     """
 
-    def __init__(self, task_network: nn.Module, sampler: LabelledSampler, sigma_range: tuple[float, float],
+    def __init__(self, task_network: nn.Module, sampler: LabelledSampler | None, sigma_range: tuple[float, float],
                  weight: float, device: torch.device, validation: LabelledImages | None = None,
                  validation_sigma: float = 25.0, photos: PatchSampler | None = None) -> None:
+        if sampler is None and photos is None:
+            raise ValueError("a cascade needs labelled images, photos, or both")
         self.task_network = freeze(task_network).to(device)
         self.sampler, self.sigma_range, self.weight = sampler, sigma_range, weight
         self.validation, self.validation_sigma = validation, validation_sigma
         self.photos = photos
 
     def batch(self, size: int, generator: torch.Generator, device: torch.device):
+        if self.sampler is None:
+            return None, self._noised(self.photos.sample(size, generator), generator, device)
         clean, targets = self.sampler.sample(size, generator)
         labelled = (*self._noised(clean, generator, device), targets.to(device))
         if self.photos is None:
@@ -67,13 +78,19 @@ class CascadeTraining:
         return noisy.to(device), sigma.to(device), clean.to(device)
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
-        (noisy, sigma, clean, targets), photos = batch
-        anchor_noisy, anchor_sigma, anchor_clean = photos if photos is not None else (noisy, sigma, clean)
+        labelled, photos = batch
+        anchor_noisy, anchor_sigma, anchor_clean = photos if photos is not None else labelled[:3]
         reconstructed = model(anchor_noisy, anchor_sigma)
         reconstruction = F.mse_loss(reconstructed.float(), anchor_clean)
         if self.weight == 0:
             return reconstruction
-        denoised = reconstructed if photos is None else model(noisy, sigma)
+        if labelled is None:
+            with torch.no_grad():
+                targets = self.task_network(anchor_clean).float().softmax(1)
+            denoised = reconstructed
+        else:
+            noisy, sigma, _, targets = labelled
+            denoised = reconstructed if photos is None else model(noisy, sigma)
         return reconstruction + self.weight * task_loss(self.task_network(denoised), targets)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

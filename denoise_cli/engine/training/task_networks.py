@@ -25,7 +25,11 @@ METRIC = {"classify": "accuracy", "segment": "miou"}
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy per sample (classification) or per labelled pixel (segmentation)."""
+    """Cross-entropy per sample (classification) or per labelled pixel (segmentation).
+    ``targets`` are class indices (``IGNORE_LABEL`` pixels left out) or, as float tensors
+    shaped like ``logits``, class probabilities."""
+    if targets.is_floating_point():
+        return F.cross_entropy(logits.float(), targets.float())
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_LABEL)
 
 
