@@ -156,7 +156,8 @@ def pooled(row: dict, prefix: str, seeds: list[int]) -> list[float]:
 
 @torch.no_grad()
 def crops_figure(denoisers: dict, path: Path, seed: int, sigma: float = 25.0, image_index: int = 4) -> None:
-    """Noisy | MSE-only | cascade (classification) | cascade (segmentation): a 128x128 crop each."""
+    """Noisy | MSE-only | cascade (classification) | cascade (segmentation) | label-free cascade
+    (classification), where trained: a 128x128 crop each."""
     import imageio.v3 as iio
 
     image = load_images([SHARED / "testsets" / "Kodak24"], 3)[image_index]
@@ -164,7 +165,9 @@ def crops_figure(denoisers: dict, path: Path, seed: int, sigma: float = 25.0, im
     x = torch.from_numpy(noisy).permute(2, 0, 1)[None]
     top, left, side = 180, 180, 128
     panels = [quantize_uint8(noisy)]
-    for name in (f"mse-classify-seed{seed}", f"cascade-classify-seed{seed}", f"cascade-segment-seed{seed}"):
+    names = [f"{kind}-seed{seed}" for kind in ("mse-classify", "cascade-classify", "cascade-segment",
+                                                 "unlabelled-classify")]
+    for name in (name for name in names if name in denoisers):
         panels.append(quantize_uint8(denoisers[name](x, sigma / 255)[0].permute(1, 2, 0).numpy()))
     gap = np.full((side, 4, 3), 255, np.uint8)
     row = []

@@ -194,7 +194,8 @@ METRIC = {"classify": "accuracy", "segment": "miou"}
 
 
 def cascade_details(model, record: dict, results: dict | None, args: argparse.Namespace) -> dict:
-    """A task network's clean test score, or a cascade denoiser's task scores and PSNR, from a
+    """A task network's clean test score, or a cascade denoiser's task scores (its own task's,
+    and the other task's network behind it: the transfer) and PSNR, from a
     ``benchmarks/cascade.py`` run; the denoiser's seed picks its column."""
     if not results:
         return {}
@@ -208,15 +209,21 @@ def cascade_details(model, record: dict, results: dict | None, args: argparse.Na
     cascade = record["meta"]["cascade"]
     task, seed = cascade["task"], results["seeds"].index(cascade["seed"])
     kind = "unlabelled" if cascade.get("labels") is False else "cascade" if cascade["lambda"] else "mse"
-    scores = results["task_scores"][task]
-    by_sigma = {s: round(row[kind][seed], 4) for s, row in scores.items() if s != "clean"}
+    transfer_kind = {"cascade": "transfer", "mse": "transfer_mse", "unlabelled": "transfer_unlabelled"}[kind]
+    other = next(t for t in METRIC if t != task)
+
+    def by_sigma(scores: dict, row_name: str) -> dict:
+        return {s: round(row[row_name][seed], 4) for s, row in scores.items() if s != "clean"}
+
     psnr = {name: {s: round(row[f"{kind}-{task}-seed{cascade['seed']}"], 3) for s, row in rows.items()}
             for name, rows in results["psnr"].items()}
     metric = METRIC[task]
+    own = by_sigma(results["task_scores"][task], kind)
     return {"macs_per_pixel": macs_per_pixel(model, 3), "benchmark": benchmark,
-            "metrics": {"task": task, f"{metric}_after_denoising": by_sigma,
+            "metrics": {"task": task, f"{metric}_after_denoising": own,
+                        f"{METRIC[other]}_after_denoising_transfer": by_sigma(results["task_scores"][other], transfer_kind),
                         f"psnr_first_{results['psnr_images']}_images": psnr},
-            "summary": f"{metric} σ25 {by_sigma.get('25', float('nan')):.3f}, "
+            "summary": f"{metric} σ25 {own.get('25', float('nan')):.3f}, "
                        + ", ".join(f"{n} σ25: {v['25']:.2f}" for n, v in psnr.items() if "25" in v)}
 
 

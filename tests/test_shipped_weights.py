@@ -50,6 +50,7 @@ def test_every_shipped_model_verifies_and_loads():
     ("astronaut.png", 25, 6.0, None),
     ("camera.png", 15, 4.0, None),
     ("astronaut.png", 25, 6.0, "unet3-color-cascade-classify"),
+    ("astronaut.png", 25, 6.0, "unet3-color-cascade-classify-nolabels"),
     ("astronaut.png", 25, 6.0, "blindspot"),
     ("astronaut.png", 25, 6.0, "blindspot-color-s25"),
     ("camera.png", 15, 4.0, "blindspot"),
