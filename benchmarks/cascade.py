@@ -234,7 +234,8 @@ def main() -> None:
                         help="tasks whose runs take their MSE term from --photos ('' for none)")
     parser.add_argument("--unlabelled-tasks", default="classify,segment",
                         help="tasks that also get a label-free cascade on --photos ('' for none)")
-    parser.add_argument("--lambda-unlabelled", type=float, default=0.01)
+    parser.add_argument("--lambda-unlabelled", type=float, default=0.01,
+                        help="--lambda of the label-free runs (0.01: the recipe of benchmarks/results/cascade.md)")
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--psnr-images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -169,7 +169,7 @@ def test_cascade_cli_writes_denoiser_weights_that_resume_and_denoise(classifier,
                        "--photo-crop", "16", "--batch-size", "4", "--max-steps", "2", env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr.decode()
     cascade = weights.load_checkpoint(unlabelled)["meta"]["cascade"]
-    assert cascade["labels"] is False and cascade["lambda"] == 0.01
+    assert cascade["labels"] is False and cascade["lambda"] == 0.002
     assert cascade["photos"] == [str(tmp_path / "photos")]
 
 

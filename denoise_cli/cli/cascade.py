@@ -43,8 +43,7 @@ def command(
         "--denoiser", help="Starting denoiser: a shipped name or a weights file.")] = "unet3-color",
     sigma: Annotated[str, typer.Option(
         "--sigma", help="Noise level to train for, or LOW,HIGH to draw one per image (0..255).")] = "25",
-    weight: Annotated[Optional[float], typer.Option(
-        "--lambda", help="Weight of the task loss against the MSE [default: 0.002, 0.01 with --no-labels].")] = None,
+    weight: Annotated[float, typer.Option("--lambda", help="Weight of the task loss against the MSE.")] = 0.002,
     labels: Annotated[bool, typer.Option(
         "--labels/--no-labels",
         help="Task loss against DATA's labels, or against the task network's prediction on the clean crop.")] = True,
@@ -89,7 +88,6 @@ def command(
     if labels and len(data) > 1:
         raise UsageError("one directory of labelled images, please (several are for --no-labels)")
     crop, pad = training.crop_and_pad(task, crop, pad)
-    weight = weight if weight is not None else (0.002 if labels else 0.01)
     if weight < 0:
         raise UsageError("--lambda must be at least 0")
     training.check_patch_side(photo_crop, "--photo-crop")
