@@ -222,9 +222,10 @@ def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights)
                        str(tiny_weights(3)), "--denoiser", str(tiny_weights(3)), "--photos", str(tmp_path / "cls"),
                        "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "no usable images of at least 64x64")
-    for extra, message in ((["--photos", str(tmp_path / "cls")], "--photos"), (["--crop", "16"], "--crop")):
-        result = run_dncli("cascade-train", str(tmp_path / "cls"), "--no-labels", "--task", "classify",
-                           "--task-model", str(tiny_weights(3)), *extra, "-o", str(tmp_path / "c.pt"))
+    for extra, message in ((["--no-labels", "--photos", str(tmp_path / "cls")], "--photos"),
+                           (["--no-labels", "--crop", "16"], "--crop"), ([str(tmp_path / "cls")], "one directory")):
+        result = run_dncli("cascade-train", str(tmp_path / "cls"), *extra, "--task", "classify",
+                           "--task-model", str(tiny_weights(3)), "-o", str(tmp_path / "c.pt"))
         assert_clean_error(result, 2, message)
     assert not (tmp_path / "c.pt").exists()
 
