@@ -68,6 +68,7 @@ CASCADE_RECIPES = {  # dncli cascade-train options beside --lambda, --seed and -
     "classify": ["--batch-size", "16"],
     "segment": ["--batch-size", "4", "--crop", "96"],
 }
+UNLABELLED_RECIPE = ["--batch-size", "16"]  # cascade-train --no-labels options, on 64x64 photo crops
 
 
 def dncli(*args: str, threads: int) -> None:
@@ -77,35 +78,37 @@ def dncli(*args: str, threads: int) -> None:
     subprocess.run(command, check=True, env=env)
 
 
+def trained(path: Path, *args: str, threads: int) -> Path:
+    """``path``, first written by ``dncli ARGS -o path`` unless it exists already."""
+    if not path.exists():
+        dncli(*args, "-o", str(path), threads=threads)
+    return path
+
+
 def train_all(work: Path, data: Path, args) -> dict[str, Path]:
     """Every network of the experiment, trained unless WORK already holds it."""
     files = {}
     for task, (folder, _) in TASKS.items():
-        path = work / f"task-{task}.pt"
-        if not path.exists():
-            dncli("task-train", str(data / folder / "train"), "--task", task, "-o", str(path),
-                  "--val", str(data / folder / "val"), *TASK_RECIPES[task], threads=args.threads)
-        files[f"task-{task}"] = path
+        files[f"task-{task}"] = trained(work / f"task-{task}.pt", "task-train", str(data / folder / "train"),
+                                        "--task", task, "--val", str(data / folder / "val"), *TASK_RECIPES[task],
+                                        threads=args.threads)
+
+    def cascade(kind: str, task: str, weight: float, seed: int, *data_and_recipe: str) -> None:
+        name = f"{kind}-{task}-seed{seed}"
+        files[name] = trained(work / f"{name}.pt", "cascade-train", *data_and_recipe, "--task", task,
+                              "--task-model", str(files[f"task-{task}"]), "--sigma", args.train_sigma,
+                              "--lambda", str(weight), "--seed", str(seed), "--max-steps", str(args.steps),
+                              threads=args.threads)
+
     photo_options = [option for photos in args.photos for option in ("--photos", str(photos))]
     for seed in args.seeds:
         for task, (folder, _) in TASKS.items():
             for kind, weight in (("mse", 0.0), ("cascade", args.weights[task])):
-                path = work / f"{kind}-{task}-seed{seed}.pt"
-                if not path.exists():
-                    dncli("cascade-train", str(data / folder / "train"), "--task", task,
-                          "--task-model", str(files[f"task-{task}"]), "-o", str(path),
-                          "--sigma", args.train_sigma, "--lambda", str(weight), "--seed", str(seed),
-                          "--max-steps", str(args.steps), *CASCADE_RECIPES[task],
-                          *(photo_options if task in args.photo_tasks else []), threads=args.threads)
-                files[f"{kind}-{task}-seed{seed}"] = path
+                cascade(kind, task, weight, seed, str(data / folder / "train"), *CASCADE_RECIPES[task],
+                        *(photo_options if task in args.photo_tasks else []))
         for task in args.unlabelled_tasks:
-            path = work / f"unlabelled-{task}-seed{seed}.pt"
-            if not path.exists():
-                dncli("cascade-train", *map(str, args.photos), "--no-labels", "--task", task,
-                      "--task-model", str(files[f"task-{task}"]), "-o", str(path), "--sigma", args.train_sigma,
-                      "--lambda", str(args.lambda_unlabelled), "--seed", str(seed), "--max-steps", str(args.steps),
-                      "--batch-size", "16", threads=args.threads)
-            files[f"unlabelled-{task}-seed{seed}"] = path
+            cascade("unlabelled", task, args.lambda_unlabelled, seed, *map(str, args.photos), "--no-labels",
+                    *UNLABELLED_RECIPE)
     return files
 
 
