@@ -6,13 +6,14 @@
 
 Quality follows ../shared/design/BENCHMARK.md (P1): seeded unclipped Gaussian noise, output
 rounded to uint8, PSNR over all pixels and channels, skimage-style SSIM, mean over the set.
-Speed is the median wall time of a 1-megapixel colour image after a warm-up (model loading
-excluded); memory is the peak resident size of a fresh process denoising a 4-megapixel
+Speed is the median wall time of a 1-megapixel image after a warm-up (model loading
+excluded), the models taking turns; memory is the peak resident size of a fresh process denoising a 4-megapixel
 colour image, and how much that exceeds the process after loading the model.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -80,9 +81,11 @@ class FFDNetShape(torch.nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         depth, width = (12, 96) if channels == 3 else (15, 64)
-        layers: list[torch.nn.Module] = [torch.nn.Conv2d(4 * channels + 1, width, 3, padding=1), torch.nn.ReLU()]
+        # In-place activations, as in the authors' and KAIR's implementations.
+        layers: list[torch.nn.Module] = [torch.nn.Conv2d(4 * channels + 1, width, 3, padding=1),
+                                         torch.nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
-            layers += [torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU()]
+            layers += [torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU(inplace=True)]
         layers.append(torch.nn.Conv2d(width, 4 * channels, 3, padding=1))
         self.body = torch.nn.Sequential(*layers)
         self.config = SimpleNamespace(channels=channels)  # what Runner reads
@@ -116,19 +119,24 @@ def quality(runner: Runner, folder: Path, sigmas: list[int], limit: int | None) 
     return results
 
 
-def speed(runner: Runner, channels: int, size: int = 1024, repeats: int = 3) -> float:
-    image = np.random.default_rng(0).random((1, size, size, channels), dtype=np.float32)
-    runner(image, 25 / 255.0)
-    times = []
-    for _ in range(repeats):
-        if runner.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        runner(image, 25 / 255.0)
-        if runner.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return size * size / 1e6 / float(np.median(times))
+def speeds(runners: dict[str, tuple[Runner, int]], size: int = 1024, rounds: int = 5) -> dict[str, float]:
+    """Megapixels/s of each ``name: (runner, channels)`` on a ``size``-square image, the median of
+    ``rounds`` timings after a warm-up.  The runners take turns within each round, so a slow
+    moment of a shared machine falls on all of them rather than on one."""
+    images = {name: np.random.default_rng(0).random((1, size, size, channels), dtype=np.float32)
+              for name, (_, channels) in runners.items()}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for round_ in range(rounds + 1):
+        for name, (runner, _) in runners.items():
+            if runner.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            runner(images[name], 25 / 255.0)
+            if runner.device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: size * size / 1e6 / float(np.median(t)) for name, t in times.items()}
 
 
 def memory(path: str | None, device: str, threads: int, tile: int | None) -> dict[str, float]:
@@ -179,30 +187,24 @@ def main() -> None:
     print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision})\n")
     print("| model | params | MAC/pixel | megapixels/s (1 Mpx) | peak RSS 4 Mpx (MB) | above loaded model (MB) |")
     print("|---|---|---|---|---|---|")
-    for channels, runner in runners.items():
-        name = "unet3-gray" if channels == 1 else "unet3-color"
-        row = {"parameters": parameter_count(runner.model),
-               "macs_per_pixel": macs_per_pixel(runner.model.cpu(), channels),
-               "megapixels_per_s": None}
-        runner.model.to(device)
-        row["megapixels_per_s"] = speed(runner, channels)
-        mem = {} if args.no_memory or channels == 1 else memory(paths[3], args.device, args.threads, None)
+    timed = {("unet3-gray" if channels == 1 else "unet3-color"): (runner, channels)
+             for channels, runner in runners.items()}
+    for channels in (1, 3):
+        name = f"FFDNet shape ({'gray' if channels == 1 else 'colour'}, timing only)"
+        timed[name] = (Runner(FFDNetShape(channels).eval(), device, args.precision), channels)
+    rates = speeds(timed)
+    for name, (runner, channels) in timed.items():
+        model = runner.model
+        row = {"parameters": parameter_count(model),
+               "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), channels),
+               "megapixels_per_s": rates[name]}
+        mem = {} if args.no_memory or name != "unet3-color" else memory(paths[3], args.device, args.threads, None)
         row.update(mem)
         results["models"][name] = row
         peak = f"{mem['peak_rss_mb']:.0f}" if mem else "-"
         above = f"{mem['increase_mb']:.0f}" if mem else "-"
         print(f"| {name} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | "
               f"{row['megapixels_per_s']:.3f} | {peak} | {above} |", flush=True)
-    for channels in (1, 3):
-        reference = FFDNetShape(channels).eval()
-        runner = Runner(reference, device, args.precision)
-        name = f"FFDNet shape ({'gray' if channels == 1 else 'colour'}, timing only)"
-        row = {"parameters": parameter_count(reference), "macs_per_pixel": macs_per_pixel(reference.cpu(), channels)}
-        runner.model.to(device)
-        row["megapixels_per_s"] = speed(runner, channels)
-        results["models"][name] = row
-        print(f"| {name} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | "
-              f"{row['megapixels_per_s']:.3f} | - | - |", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -46,6 +46,16 @@ def test_every_shipped_model_verifies_and_loads():
         assert entry["training"]["steps"] > 0 and entry["training"]["hardware"], name
 
 
+@pytest.mark.parametrize("name", ["unet3-gray", "unet3-color", "blindspot-color", "map-gray"])
+def test_manifest_cost_is_what_the_model_runs(name: str):
+    from denoise_cli.engine import weights
+    from denoise_cli.engine.cost import macs_per_pixel
+
+    entry = weights.manifest(ROOT / "weights")[name]
+    model = weights.load_model(weights.verify(name, ROOT / "weights")).eval()
+    assert macs_per_pixel(model, model.config.channels) == pytest.approx(entry["macs_per_pixel"])
+
+
 @pytest.mark.parametrize("example, sigma, gain, model", [
     ("astronaut.png", 25, 6.0, None),
     ("camera.png", 15, 4.0, None),

@@ -59,9 +59,9 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.expand.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.reduce(x))
-        y = F.relu(self.spatial(y))
-        return F.relu(x + self.expand(y))
+        y = F.relu(self.reduce(x), inplace=True)
+        y = F.relu(self.spatial(y), inplace=True)
+        return F.relu(self.expand(y).add_(x), inplace=True)
 
 
 def _stack(width: int, count: int) -> nn.Sequential:
@@ -118,13 +118,31 @@ class UNet3(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
             noise_map = F.pad(noise_map, (0, pad_w, 0, pad_h), mode="replicate")
         f1 = self.head(torch.cat([x, noise_map], dim=1))
-        f2 = self.enc2(F.relu(self.down2(F.relu(f1))))
-        f3 = self.enc3(F.relu(self.down3(f2)))
-        d2 = F.relu(self.fuse2(torch.cat([f2, F.relu(self.up3(f3))], dim=1)))
+        f2 = self.enc2(F.relu(self.down2(F.relu(f1)), inplace=True))
+        f3 = self.enc3(F.relu(self.down3(f2), inplace=True))
+        d2 = F.relu(conv_of_concat(self.fuse2, f2, F.relu(self.up3(f3), inplace=True)), inplace=True)
         d2 = self.dec2(d2)
-        d1 = torch.cat([f1, F.relu(self.up2(d2))], dim=1)
-        out = x + self.tail(d1)
+        out = x + conv_of_concat(self.tail, f1, F.relu(self.up2(d2), inplace=True))
         return out[:, :, :h, :w]
+
+
+def conv_of_concat(conv: nn.Conv2d, *parts: torch.Tensor) -> torch.Tensor:
+    """``conv(torch.cat(parts, dim=1))`` as a sum of one convolution per part.
+
+    Why: on the CPU the concatenated copy of full-resolution features costs about as much as
+    a convolution layer, and it is never needed, since a convolution is linear in its input
+    channels.  With the in-place activations this made the shipped unet3 about 10 % faster
+    on 2 cores (benchmarks/denoise.py); the result equals the concatenated form up to
+    float rounding.
+    """
+    out, start = None, 0
+    for part in parts:
+        end = start + part.shape[1]
+        term = F.conv2d(part, conv.weight[:, start:end], conv.bias if out is None else None,
+                        conv.stride, conv.padding, conv.dilation)
+        out = term if out is None else out.add_(term)
+        start = end
+    return out
 
 
 def sigma_map(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
