@@ -7,8 +7,9 @@
 Quality follows ../shared/design/BENCHMARK.md (P1): seeded unclipped Gaussian noise, output
 rounded to uint8, PSNR over all pixels and channels, skimage-style SSIM, mean over the set.
 Speed is the median wall time of a 1-megapixel image after a warm-up (model loading
-excluded), the models taking turns; memory is the peak resident size of a fresh process denoising a 4-megapixel
-colour image, and how much that exceeds the process after loading the model.
+excluded), the models taking turns; memory is the peak resident size of a fresh process
+denoising a 4-megapixel colour image, and how much that exceeds the process after loading the
+model.
 """
 from __future__ import annotations
 
