@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from denoise import speed  # noqa: E402  (the P1 timing of benchmarks/denoise.py)
+from denoise import speeds  # noqa: E402  (the P1 timing of benchmarks/denoise.py)
 from line_chart import PALETTE_NAMES, Series, line_chart  # noqa: E402
 
 from denoise_cli.engine import device as devices  # noqa: E402
@@ -184,7 +184,7 @@ def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int
     if model.noise_net is not None:  # 'same' convolutions: in * out * taps per pixel each
         row["noise_macs_per_pixel"] = float(sum(m.weight[0].numel() * m.out_channels
                                                  for m in model.noise_net if isinstance(m, torch.nn.Conv2d)))
-    row["megapixels_per_s"] = speed(Runner(model, device, precision), channels, size=size)
+    row["megapixels_per_s"] = speeds({"model": Runner(model, device, precision)}, size=size)["model"]
     return row
 
 

@@ -44,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from denoise import quality, speed  # noqa: E402  (benchmarks/denoise.py, beside this script)
+from denoise import quality, speeds  # noqa: E402  (benchmarks/denoise.py, beside this script)
 from denoise_cli.engine import device as devices  # noqa: E402
 from denoise_cli.engine import weights  # noqa: E402
 from denoise_cli.engine.cost import macs_per_pixel  # noqa: E402
@@ -263,11 +263,11 @@ def main() -> None:
                "photos": [str(folder) for folder in args.photos], "photo_tasks": args.photo_tasks,
                "unlabelled_tasks": args.unlabelled_tasks, "lambda_unlabelled": args.lambda_unlabelled,
                "task_scores": task_scores(networks, denoisers, data, sigmas, args.seeds, args.unlabelled_tasks),
-               "psnr": psnr_scores(denoisers, sigmas, args.psnr_images),
-               "cost": {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,
-                        "shipped_mp_per_s": speed(Runner(denoisers["shipped"], CPU), 3, 512),
-                        "cascade_mp_per_s": speed(Runner(denoisers[f"cascade-classify-seed{args.seeds[0]}"], CPU),
-                                                  3, 512)}}
+               "psnr": psnr_scores(denoisers, sigmas, args.psnr_images)}
+    rates = speeds({"shipped": Runner(denoisers["shipped"], CPU),
+                    "cascade": Runner(denoisers[f"cascade-classify-seed{args.seeds[0]}"], CPU)}, size=512)
+    results["cost"] = {"macs_per_pixel": macs_per_pixel(denoisers["shipped"], 3), "threads": args.threads,
+                       "shipped_mp_per_s": rates["shipped"], "cascade_mp_per_s": rates["cascade"]}
     table = markdown(results, args.seeds)
     print(table)
     if args.figure:

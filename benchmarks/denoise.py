@@ -120,15 +120,15 @@ def quality(runner: Runner, folder: Path, sigmas: list[int], limit: int | None) 
     return results
 
 
-def speeds(runners: dict[str, tuple[Runner, int]], size: int = 1024, rounds: int = 5) -> dict[str, float]:
-    """Megapixels/s of each ``name: (runner, channels)`` on a ``size``-square image, the median of
-    ``rounds`` timings after a warm-up.  The runners take turns within each round, so a slow
-    moment of a shared machine falls on all of them rather than on one."""
-    images = {name: np.random.default_rng(0).random((1, size, size, channels), dtype=np.float32)
-              for name, (_, channels) in runners.items()}
+def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dict[str, float]:
+    """Megapixels/s of each named runner on a ``size``-square image of its model's channels, the
+    median of ``rounds`` timings after a warm-up.  The runners take turns within each round, so a
+    slow moment of a shared machine falls on all of them rather than on one."""
+    images = {name: np.random.default_rng(0).random((1, size, size, runner.model.config.channels), dtype=np.float32)
+              for name, runner in runners.items()}
     times: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(rounds + 1):
-        for name, (runner, _) in runners.items():
+        for name, runner in runners.items():
             if runner.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -188,16 +188,15 @@ def main() -> None:
     print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision})\n")
     print("| model | params | MAC/pixel | megapixels/s (1 Mpx) | peak RSS 4 Mpx (MB) | above loaded model (MB) |")
     print("|---|---|---|---|---|---|")
-    timed = {("unet3-gray" if channels == 1 else "unet3-color"): (runner, channels)
-             for channels, runner in runners.items()}
+    timed = {("unet3-gray" if channels == 1 else "unet3-color"): runner for channels, runner in runners.items()}
     for channels in (1, 3):
         name = f"FFDNet shape ({'gray' if channels == 1 else 'colour'}, timing only)"
-        timed[name] = (Runner(FFDNetShape(channels).eval(), device, args.precision), channels)
+        timed[name] = Runner(FFDNetShape(channels).eval(), device, args.precision)
     rates = speeds(timed)
-    for name, (runner, channels) in timed.items():
+    for name, runner in timed.items():
         model = runner.model
         row = {"parameters": parameter_count(model),
-               "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), channels),
+               "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), model.config.channels),
                "megapixels_per_s": rates[name]}
         mem = {} if args.no_memory or name != "unet3-color" else memory(paths[3], args.device, args.threads, None)
         row.update(mem)
