@@ -3,6 +3,7 @@
     python benchmarks/denoise.py                      # shipped models, all sets, sigma 15/25/50
     python benchmarks/denoise.py --limit 4 --sets Kodak24 --sigmas 25
     python benchmarks/denoise.py --weights-color run.pt --json results.json
+    python benchmarks/denoise.py --ensemble --no-memory   # as 'dncli denoise --ensemble' runs
 
 Quality follows ../shared/design/BENCHMARK.md (P1): seeded unclipped Gaussian noise, output
 rounded to uint8, PSNR over all pixels and channels, skimage-style SSIM, mean over the set.
@@ -52,7 +53,7 @@ from denoise_cli.engine.inference import Runner
 from denoise_cli.engine import device
 device.configure_cpu({threads})
 model = weights.load_model({path!r}) if {path!r} else weights.load_shipped("unet3-color")
-runner = Runner(model, torch.device({device!r}), tile={tile})
+runner = Runner(model, torch.device({device!r}), tile={tile}, ensemble={ensemble})
 image = np.random.default_rng(0).random((1, 2048, 2048, 3), dtype=np.float32)
 
 
@@ -140,8 +141,9 @@ def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dic
     return {name: size * size / 1e6 / float(np.median(t)) for name, t in times.items()}
 
 
-def memory(path: str | None, device: str, threads: int, tile: int | None) -> dict[str, float]:
-    code = MEMORY_PROBE.format(root=str(ROOT), path=path or "", device=device, threads=threads, tile=tile)
+def memory(path: str | None, device: str, threads: int, tile: int | None, ensemble: bool = False) -> dict[str, float]:
+    code = MEMORY_PROBE.format(root=str(ROOT), path=path or "", device=device, threads=threads, tile=tile,
+                               ensemble=ensemble)
     before, after, cuda = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split())
     return {"peak_rss_mb": after / 2**20, "increase_mb": (after - before) / 2**20, "cuda_peak_mb": cuda / 2**20}
 
@@ -157,6 +159,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--limit", type=int, help="images per set (quick runs)")
+    parser.add_argument("--ensemble", action="store_true", help="our models as 'dncli denoise --ensemble' runs them")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -164,11 +167,12 @@ def main() -> None:
     device = torch.device(args.device)
     sigmas = [int(s) for s in args.sigmas.split(",")]
     paths = {1: args.weights_gray, 3: args.weights_color}
-    runners = {c: Runner(load_model(c, paths[c]), device, args.precision) for c in (1, 3)}
+    runners = {c: Runner(load_model(c, paths[c]), device, args.precision, ensemble=args.ensemble) for c in (1, 3)}
     results: dict = {"protocol": "P1", "device": str(device), "threads": args.threads,
-                     "precision": args.precision, "sets": {}, "models": {}}
+                     "precision": args.precision, "ensemble": args.ensemble, "sets": {}, "models": {}}
+    ours = " (self-ensemble x8)" if args.ensemble else ""
 
-    print(f"## P1 denoising quality (PSNR dB / SSIM), device {device}, {args.precision}\n")
+    print(f"## P1 denoising quality (PSNR dB / SSIM), device {device}, {args.precision}{ours}\n")
     print("| set | sigma | ours PSNR | ours SSIM | target | DRUNet | images |")
     print("|---|---|---|---|---|---|---|")
     for name in args.sets.split(","):
@@ -188,7 +192,7 @@ def main() -> None:
     print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision})\n")
     print("| model | params | MAC/pixel | megapixels/s (1 Mpx) | peak RSS 4 Mpx (MB) | above loaded model (MB) |")
     print("|---|---|---|---|---|---|")
-    timed = {("unet3-gray" if channels == 1 else "unet3-color"): runner for channels, runner in runners.items()}
+    timed = {("unet3-gray" if channels == 1 else "unet3-color") + ours: runner for channels, runner in runners.items()}
     for channels in (1, 3):
         name = f"FFDNet shape ({'gray' if channels == 1 else 'colour'}, timing only)"
         timed[name] = Runner(FFDNetShape(channels).eval(), device, args.precision)
@@ -196,9 +200,11 @@ def main() -> None:
     for name, runner in timed.items():
         model = runner.model
         row = {"parameters": parameter_count(model),
-               "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), model.config.channels),
+               "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), model.config.channels)
+               * (8 if runner.ensemble else 1),
                "megapixels_per_s": rates[name]}
-        mem = {} if args.no_memory or name != "unet3-color" else memory(paths[3], args.device, args.threads, None)
+        measured = not args.no_memory and name == "unet3-color" + ours
+        mem = memory(paths[3], args.device, args.threads, None, args.ensemble) if measured else {}
         row.update(mem)
         results["models"][name] = row
         peak = f"{mem['peak_rss_mb']:.0f}" if mem else "-"

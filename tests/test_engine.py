@@ -55,6 +55,22 @@ def test_tiled_equals_untiled(tile: int):
     assert np.abs(runner(image, 0.1) - whole).max() < 1e-4
 
 
+def test_self_ensemble_is_exact_under_tiling_and_commutes_with_flips_and_turns():
+    model = random_model(3, TINY)
+    runner = Runner(model, torch.device("cpu"), tile=1024, ensemble=True)
+    image = np.random.default_rng(0).random((1, 203, 257, 3), dtype=np.float32)
+    whole = runner(image, 0.1)
+    runner.tile = 96
+    assert np.abs(runner(image, 0.1) - whole).max() < 1e-4
+    assert np.abs(whole - Runner(model, torch.device("cpu"))(image, 0.1)).max() > 1e-3
+
+    square = image[:, :96, :96]
+    ensemble = runner(square, 0.1)
+    for turned in (np.rot90, np.flipud, np.fliplr):
+        moved = np.ascontiguousarray(turned(square[0]))[None]
+        assert np.abs(runner(moved, 0.1)[0] - turned(ensemble[0])).max() < 1e-5
+
+
 def test_tiles_blend_smoothly_when_margin_is_too_small():
     def network(x: torch.Tensor) -> torch.Tensor:  # a window-dependent response: shows seams
         return x + x.mean()

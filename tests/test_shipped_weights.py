@@ -93,6 +93,19 @@ def test_bf16_on_the_cpu_denoises_as_well_as_float32(tmp_path: Path):
     assert abs(scores["bf16"] - scores["fp32"]) < 0.05
 
 
+def test_self_ensemble_denoises_better(tmp_path: Path):
+    clean, noisy = EXAMPLES / "astronaut.png", tmp_path / "noisy.tif"
+    made = run_dncli("degrade", str(clean), "--noise", "gaussian:25", "--seed", "0", "-o", str(noisy))
+    assert made.returncode == 0, made.stderr.decode()
+    scores = []
+    for extra in ([], ["--ensemble"]):
+        out = tmp_path / f"out{len(extra)}.png"
+        run = run_dncli("denoise", str(noisy), "-s", "25", "-o", str(out), "--depth", "8", *extra)
+        assert run.returncode == 0, run.stderr.decode()
+        scores.append(_psnr(out, clean))
+    assert scores[1] > scores[0] + 0.05
+
+
 def test_the_shipped_blindspot_model_estimates_the_noise_level_itself(tmp_path: Path):
     noisy, denoised = tmp_path / "noisy.tif", tmp_path / "denoised.png"
     made = run_dncli("degrade", str(EXAMPLES / "astronaut.png"), "--noise", "gaussian:40", "--seed", "1",

@@ -39,6 +39,9 @@ def command(
     threads: Threads = None,
     precision: Precision = "fp32",
     tile: Tile = None,
+    ensemble: Annotated[bool, typer.Option(
+        "--ensemble", help="Average the model over the 8 flips and quarter turns of the image: about "
+                           "0.1 dB better, 8x slower.")] = False,
     batch_size: BatchSize = 1,
     format: Format = None,
     depth: Depth = None,
@@ -76,7 +79,7 @@ def command(
             if getattr(network, "task", None):
                 raise UsageError(f"{weights or model} is a task network (--task {network.task}), not a denoiser "
                                  "(it goes behind one: 'dncli cascade-train --task-model')")
-            runners[channels] = Runner(network, torch_device, precision, tile)
+            runners[channels] = Runner(network, torch_device, precision, tile, ensemble)
         return runners[channels]
 
     records = []
