@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import UsageError
+from .imgio.atomic import is_stream
 from .imgio.codec import Image, ImageError, format_from_path, read_image, write_image
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.pgm", "*.ppm", "*.pnm", "*.npy")
@@ -106,7 +107,7 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
     for job in jobs:
         if job.dest != "-" and not in_place and _same_file(job.source, job.dest):
             raise UsageError(f"{job.dest}: output would overwrite the input (use --in-place to allow it)")
-        if job.dest != "-" and not out_format:
+        if job.dest != "-" and not out_format and not is_stream(job.dest):
             try:
                 format_from_path(job.dest)  # an unknown output type is refused before any work
             except ImageError as exc:
@@ -116,7 +117,7 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
         jobs = [job for job in jobs if job.index % n == k]
     skipped = 0
     if skip_existing:
-        kept = [job for job in jobs if job.dest == "-" or not Path(job.dest).exists()]
+        kept = [job for job in jobs if job.dest == "-" or is_stream(job.dest) or not Path(job.dest).exists()]
         skipped, jobs = len(jobs) - len(kept), kept
     return jobs, skipped
 

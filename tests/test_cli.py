@@ -37,6 +37,27 @@ def _on_path(program: str) -> bool:
     return any((Path(d) / program).exists() for d in os.environ.get("PATH", "").split(os.pathsep))
 
 
+def test_output_to_a_named_pipe_goes_into_the_pipe(tmp_path: Path):
+    """``-o`` naming a pipe (or /dev/stdout, /dev/null, a shell's >(...)) writes into it: it must
+    not be replaced by a renamed file, which the reader would never see."""
+    import threading
+
+    source, pipe = tmp_path / "in.png", tmp_path / "pipe"
+    write_png(source, synthetic_image(40, 32, 3, 0))
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = run_dncli("degrade", str(source), "--noise", "gaussian:10", "-o", str(pipe))
+    reader.join(timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert pipe.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "pipe"]
+    from denoise_cli.imgio.codec import read_image
+
+    image = read_image(received[0])
+    assert (image.format, image.pixels.shape) == ("png", (40, 32, 3))
+
+
 def test_help_does_not_import_torch():
     code = ("import sys; from denoise_cli.cli.app import main; main(['--help']); "
             "main(['denoise', '--help']); sys.exit(int('torch' in sys.modules))")

@@ -223,7 +223,7 @@ def sample_command(
         "--denoise/--no-denoise", help="End Langevin or the flow with one denoising step x + sigma^2 grad f(x).")
     ] = True,
     format: Annotated[Optional[str], typer.Option(
-        "--format", "-f", help="png or npy for stdout [default: png for images, npy for vectors].")] = None,
+        "--format", "-f", help="png or npy for stdout or a pipe [default: png for images, npy for vectors].")] = None,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
@@ -514,11 +514,12 @@ def _training_record(network, record: dict | None) -> dict:
 def _output_kind(output: str | None, format: str | None, model) -> str:
     """``npy``, ``grid`` (images), ``folder`` (images) or ``scatter`` (2-D vectors); refuses what the
     samples cannot become, before any work."""
+    from ..imgio.atomic import is_stream
     from ..imgio.codec import ImageError, format_from_path
 
-    if output in (None, "-"):
+    if output in (None, "-") or is_stream(output):
         kind = format or ("png" if model.is_image else "npy")
-        if sys.stdout.isatty():
+        if output in (None, "-") and sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal; redirect stdout or use -o FILE")
     elif output.endswith("/") or Path(output).is_dir():
         if not model.is_image:

@@ -43,7 +43,7 @@ def command(
     import numpy as np
 
     from ..engine.physics.blur import blur as apply_blur, parse_kernel
-    from ..imgio.codec import format_from_path
+    from ..imgio.codec import default_output_format
 
     if noise is None and blur is None:
         raise UsageError("nothing to do: give --noise and/or --blur")
@@ -65,7 +65,7 @@ def command(
             if add_noise is not None:
                 color = add_noise(color, np.random.default_rng([seed, job.index]))
             result = image.with_color(np.asarray(color, dtype=np.float32))
-            dest_format = format or (format_from_path(job.dest) if job.dest != "-" else image.format)
+            dest_format = format or default_output_format(job.dest, image.format)
             if depth is None and dest_format in FLOAT_FORMATS:
                 result = replace(result, depth="32f")  # keep the noisy values exact and unclipped
             results.append(result)

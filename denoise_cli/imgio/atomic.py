@@ -17,9 +17,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     The bytes go to a hidden temporary file (``.NAME.XXXXXXXX.tmp``) in the same directory, which
     is fsynced and then renamed over ``path``; on any exception the temporary file is removed and
     ``path`` is left untouched.  A Ctrl-C during the write is delivered once the file is in
-    place.  Raises OSError when the directory is not writable or missing.
+    place.  A pipe, socket or device (``/dev/null``, ``/dev/stdout``, a shell's ``>(...)``) has
+    no content to keep and must not be replaced by a file: the data is written straight to it.
+    Raises OSError when the directory is not writable or missing.
     """
     path = Path(path)
+    if is_stream(path):
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with _interrupt_deferred():
         # O_EXCL: never clobber a file of the same name; mode 0o666 lets the umask decide
@@ -46,6 +52,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def is_stream(path: str | Path) -> bool:
+    """Whether ``path`` names an existing pipe, socket or character device rather than a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 import PIL.Image
 import tifffile
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, is_stream
 from .png import WIDE_COLOUR_TYPES, decode_wide_colour, encode_png, parse_png
 from .pnm import decode_pnm, encode_pnm
 
@@ -107,6 +107,14 @@ def format_from_path(path: str | Path) -> str:
     return _EXTENSIONS[suffix]
 
 
+def default_output_format(dest: str | Path, image_format: str | None) -> str:
+    """The format ``dest`` gets when none is asked for: a file's extension decides; stdout
+    (``-``), a pipe or a device gets the image's own format (PNG for a made image)."""
+    if str(dest) == "-" or is_stream(dest):
+        return image_format or "png"
+    return format_from_path(dest)
+
+
 def sniff_format(head: bytes) -> str:
     """The format whose magic number starts ``head`` (8 bytes suffice); ImageError when unknown."""
     head = bytes(head[:8])
@@ -167,7 +175,8 @@ def write_image(image: Image, dest: str | Path, format: str | None = None,
                 depth: str | None = None) -> list[str]:
     """Write ``image`` to a file (atomically) or to stdout for "-".
 
-    The format defaults to the file's extension, or for stdout to the image's own format.
+    The format defaults to the file's extension, or for stdout, a pipe or a device to the
+    image's own format.
     ``depth`` as in :func:`encode_image`.  Returns warnings, each prefixed with the destination;
     raises ImageError, and refuses to send binary data to a terminal.
     """
@@ -176,7 +185,7 @@ def write_image(image: Image, dest: str | Path, format: str | None = None,
         raise ImageError(_TTY_REFUSAL)
     name = "stdout" if to_stdout else str(dest)
     if format is None:
-        format = (image.format or "png") if to_stdout else format_from_path(dest)
+        format = default_output_format(dest, image.format)
     try:
         data, warnings = encode_image(image, format, depth)
     except ImageError as exc:
