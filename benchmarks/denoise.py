@@ -203,7 +203,7 @@ def main() -> None:
                "macs_per_pixel": macs_per_pixel(copy.deepcopy(model).cpu(), model.config.channels)
                * (8 if runner.ensemble else 1),
                "megapixels_per_s": rates[name]}
-        measured = not args.no_memory and name == "unet3-color" + ours
+        measured = not args.no_memory and runner is runners[3]
         mem = memory(paths[3], args.device, args.threads, None, args.ensemble) if measured else {}
         row.update(mem)
         results["models"][name] = row

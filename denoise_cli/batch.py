@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from .errors import UsageError
 from .imgio.atomic import is_stream
-from .imgio.codec import Image, ImageError, format_from_path, read_image, write_image
+from .imgio.codec import Image, ImageError, default_output_format, read_image, write_image
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.pgm", "*.ppm", "*.pnm", "*.npy")
 SUFFIX = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "bmp": ".bmp", "pnm": ".pnm", "npy": ".npy"}
@@ -107,9 +107,9 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
     for job in jobs:
         if job.dest != "-" and not in_place and _same_file(job.source, job.dest):
             raise UsageError(f"{job.dest}: output would overwrite the input (use --in-place to allow it)")
-        if job.dest != "-" and not out_format and not is_stream(job.dest):
+        if not out_format:
             try:
-                format_from_path(job.dest)  # an unknown output type is refused before any work
+                default_output_format(job.dest, None)  # an unknown output type is refused before any work
             except ImageError as exc:
                 raise UsageError(str(exc)) from None
     if shard:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import device as devices
+from .geometry import dihedral_mean
 from .tiling import apply_tiled, overlap
 
 # Peak bytes per pixel of a float32 forward pass of the shipped denoisers, measured with
@@ -125,25 +124,3 @@ class Runner:
         return apply_tiled(ensemble if self.ensemble else network, x, self.tile_size(x.shape[0]),
                            self.margin, self.multiple).float()
 
-
-def dihedral_mean(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                  multiple: int = 1) -> torch.Tensor:
-    """The mean of ``network`` over the 8 flips and quarter turns of ``[B, C, H, W]`` ``x``, each
-    output turned back ("self-ensemble", float32).
-
-    For a network with stride-``multiple`` stages, ``x`` is first reflect-padded to a multiple of
-    ``multiple`` on both axes, so that every transform keeps the pixels' sampling phase: a tile's
-    ensemble then equals the whole image's, and tiling stays exact.
-    """
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if height > pad_h and width > pad_w else "replicate")
-
-    def turned_back(mirror: bool, turns: int) -> torch.Tensor:
-        view = torch.rot90(x.flip(-1) if mirror else x, turns, (-2, -1)).contiguous(memory_format=torch.channels_last)
-        out = torch.rot90(network(view), -turns, (-2, -1)).float()
-        return out.flip(-1) if mirror else out
-
-    total = sum(turned_back(mirror, turns) for mirror in (False, True) for turns in range(4))
-    return (total / 8)[..., :height, :width]

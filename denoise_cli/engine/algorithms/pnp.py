@@ -47,6 +47,8 @@ import numpy as np
 import scipy.fft
 import torch
 
+from ..geometry import dihedral, undo_dihedral
+
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 Callback = Callable[[int, torch.Tensor], None]
 
@@ -278,19 +280,8 @@ def hqs(y: torch.Tensor, kernel: np.ndarray, denoiser: Denoiser, noise_sigma: fl
     for iteration, level in enumerate(noise_schedule(noise_sigma, iterations), start=1):
         x = problem.data_step(z, weight * sigma_d**2 / level**2, None if iteration == 1 else z)
         transform = (iteration - 1) % 8 if ensemble else 0
-        z = _untransform(denoiser(_transform(x, transform), level), transform)
+        z = undo_dihedral(denoiser(dihedral(x, transform), level), transform)
         if callback is not None:
             callback(iteration, problem.crop(z))
     return PnPResult(problem.crop(z), iterations, None)
 
-
-def _transform(x: torch.Tensor, index: int) -> torch.Tensor:
-    """The ``index``-th (0..7) of the 8 flips/rotations of the image axes; 0 is the identity."""
-    x = torch.rot90(x, index % 4, dims=(-2, -1))
-    return x.flip(-1) if index >= 4 else x
-
-
-def _untransform(x: torch.Tensor, index: int) -> torch.Tensor:
-    if index >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, -(index % 4), dims=(-2, -1))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import pad_to_multiple
 from ..registry import register
 
 
@@ -111,12 +112,8 @@ class UNet3(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
-        pad_h, pad_w = (-h) % 4, (-w) % 4
-        noise_map = sigma_map(sigma, x)
-        if pad_h or pad_w:
-            mode = "reflect" if h > pad_h and w > pad_w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-            noise_map = F.pad(noise_map, (0, pad_w, 0, pad_h), mode="replicate")
+        noise_map = pad_to_multiple(sigma_map(sigma, x), self.size_multiple, "replicate")
+        x = pad_to_multiple(x, self.size_multiple)
         f1 = self.head(torch.cat([x, noise_map], dim=1))
         f2 = self.enc2(F.relu(self.down2(F.relu(f1)), inplace=True))
         f3 = self.enc3(F.relu(self.down3(f2), inplace=True))
