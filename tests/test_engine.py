@@ -181,6 +181,20 @@ def test_init_fine_tunes_given_weights_and_checks_their_kind(tmp_path: Path):
     assert result.stderr.decode().startswith("dncli: error: --init") and not (tmp_path / "colour.pt").exists()
 
 
+def test_multiscale_training_adds_downscaled_copies_that_fit_a_patch(tmp_path: Path):
+    from denoise_cli.engine.training.data import with_rescaled_copies
+
+    image = synthetic_image(48, 64, 3, 0)
+    copies = with_rescaled_copies([image], (1.0, 0.5, 0.25), min_side=20)
+    assert [copy.shape for copy in copies] == [(48, 64, 3), (24, 32, 3)]
+    assert copies[1].dtype == np.uint8 and abs(copies[1].mean() - image.mean()) < 2
+
+    _train_cli(tmp_path, tmp_path / "multiscale.pt", "--scales", "1,0.7", "--max-steps", "2")
+    assert weights.load_checkpoint(tmp_path / "multiscale.pt")["meta"]["scales"] == [1.0, 0.7]
+    result = run_dncli("train", str(tmp_path / "data"), "-o", str(tmp_path / "bad.pt"), "--scales", "1,0")
+    assert result.returncode == 2 and result.stderr.decode().startswith("dncli: error: --scales")
+
+
 def test_diverging_training_stops_without_checkpointing_it(tmp_path: Path):
     from denoise_cli.engine.training.trainer import TrainConfig, train
 

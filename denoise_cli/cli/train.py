@@ -30,6 +30,9 @@ def command(
     val_sigma: Annotated[float, typer.Option("--val-sigma", help="Noise level of validation.")] = 25.0,
     sigma_range: Annotated[str, typer.Option("--sigma-range", help="LOW,HIGH noise levels to train for.")] = "0,75",
     patch: Annotated[int, typer.Option("--patch", help="Training patch side in pixels (a multiple of 4).")] = 64,
+    scales: Annotated[str, typer.Option(
+        "--scales", help="Image scales to cut patches from, e.g. 1,0.9,0.8,0.7 (downscaled copies "
+                         "are cleaner targets).")] = "1",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step and process.")] = 16,
     max_steps: MaxSteps = 10000,
     max_time: MaxTime = None,
@@ -51,7 +54,7 @@ def command(
 
     from ..engine import registry, weights
     from ..engine.training import ddp
-    from ..engine.training.data import PatchSampler, load_images
+    from ..engine.training.data import PatchSampler, load_images, with_rescaled_copies
     from ..engine.training.supervised import SupervisedDenoising
     from ..engine.training.trainer import TrainConfig
 
@@ -59,6 +62,9 @@ def command(
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
     training.check_patch_side(patch, "--patch")
+    image_scales = tuple(training.numbers(scales, scales.count(",") + 1, "--scales"))
+    if any(not 0 < scale <= 1 for scale in image_scales):
+        raise UsageError(f"--scales {scales!r}: every scale must lie in (0, 1]")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
     options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),
@@ -75,13 +81,14 @@ def command(
         initial_weights = None
         model = registry.build("unet3", options)
     console.info(f"loading training images from {', '.join(map(str, data))}")
-    sampler = PatchSampler(load_images(data, channels), patch)
+    sampler = PatchSampler(with_rescaled_copies(load_images(data, channels), image_scales, patch), patch)
     validation = load_images([val], channels) if val else []
     task = SupervisedDenoising(sampler, (low, high), loss, validation, (val_sigma,))
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,
                          seed=seed, precision=precision)
     meta = {"training_data": [str(d) for d in data], "sigma_range": [low, high], "loss": loss, "patch": patch,
+            "scales": list(image_scales),
             "initial_weights": initial_weights, "device": str(torch_device), "world_size": ddp.world_size()}
 
     result = training.run(model, task, config, output, meta, torch_device, resume)
