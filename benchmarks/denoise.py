@@ -144,7 +144,7 @@ def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dic
 def memory(path: str | None, device: str, threads: int, tile: int | None, ensemble: bool = False,
            runs: int = 3) -> dict[str, float]:
     """The largest peak of ``runs`` fresh processes: on 2 CPU threads one run's peak varies by up to
-    20 % (1.6-2.0 GB for the colour model), and the largest is what a user has to provide."""
+    25 % (1.6-2.05 GB for the colour model), and the largest is what a user has to provide."""
     code = MEMORY_PROBE.format(root=str(ROOT), path=path or "", device=device, threads=threads, tile=tile,
                                ensemble=ensemble)
     probes = [tuple(map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split()))

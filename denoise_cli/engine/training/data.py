@@ -46,8 +46,8 @@ def load_images(folders: list[Path], channels: int, min_size: int = 0) -> list[n
 
 
 def with_rescaled_copies(images: list[np.ndarray], scales: tuple[float, ...], min_side: int = 1) -> list[np.ndarray]:
-    """``images`` followed by a copy of each at every scale in ``scales`` below 1 (antialiased bicubic,
-    rounded to uint8), DnCNN's multi-scale augmentation.  Copies smaller than ``min_side`` on
+    """uint8 ``images`` followed by a copy of each at every scale in ``scales`` below 1 (antialiased
+    bicubic, rounded to uint8), DnCNN's multi-scale augmentation.  Copies smaller than ``min_side`` on
     either side are left out.
 
     Downscaling averages away the JPEG blocking and sensor noise of photos such as BSD's, so the
