@@ -393,16 +393,21 @@ def digits(count: int = 24, side: int = 8) -> np.ndarray:
     return images
 
 
-def test_a_convolutional_dde_learns_to_denoise_images(tmp_path: Path):
+@pytest.mark.parametrize("energy", ["conv", "unet"])
+def test_an_image_dde_learns_to_denoise_images(tmp_path: Path, energy: str):
     """Tweedie's step x + s^2 grad f of a conv DDE must denoise bars better after training than
-    its Gaussian base alone (the Wiener filter of the data's covariance) does."""
+    its Gaussian base alone (the Wiener filter of the data's covariance) does; that of a unet DDE
+    better than its starting point, the linear denoiser of the data's mean and variance."""
     torch.manual_seed(0)
     images = torch.from_numpy(digits(count=64)).float().div(255).unsqueeze(1)
     data = DDEData("bars", (1, 8, 8), values=images)
     model = registry.build("dde", {"shape": [1, 8, 8], "sigma": 0.05, "conditional": True, "sigma_max": 1.0,
-                                   "generator": False, "base": "gaussian", "energy": "conv", "width": 8,
-                                   "depth": 1})
-    model.set_base(*data.moments(0))
+                                   "generator": False, "base": "gaussian" if energy == "conv" else "none",
+                                   "energy": energy, "width": 8, "depth": 1})
+    if energy == "conv":
+        model.set_base(*data.moments(0))
+    else:
+        model.set_data_statistics(*data.statistics(0))
     level = 0.3
     clean = images[:16]
     noisy = clean + level * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
@@ -559,6 +564,8 @@ def test_usage_errors(tmp_path: Path, tiny_weights):
     assert_clean_error(not_shipped, 2, "no such file, nor a shipped DDE model")
     conv_vectors = run_dncli("dde-train", "toy:rings", "--energy", "conv", "-o", str(tmp_path / "x.pt"))
     assert_clean_error(conv_vectors, 2, "convolutional energy network needs images")
+    unet_vectors = run_dncli("dde-train", "toy:rings", "--energy", "unet", "-o", str(tmp_path / "x.pt"))
+    assert_clean_error(unet_vectors, 2, "unet energy network needs images")
 
 
 def test_distributed_dde_training_with_two_cpu_processes(tmp_path: Path):

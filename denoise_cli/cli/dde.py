@@ -24,7 +24,7 @@ LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the traine
 VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
 IMAGE_DEFAULTS = {"sigma": 127.5, "width": 256, "depth": 16, "latent": 16, "gen_width": 512, "gen_depth": 3,
                   "batch": 100}
-CONV_DEFAULTS = {"width": 32, "depth": 2}  # --energy conv: channels at full resolution, blocks per resolution
+CONV_DEFAULTS = {"width": 32, "depth": 2}  # --energy conv/unet: channels at full resolution, blocks per resolution
 
 ModelOption = Annotated[str, typer.Option(
     "--model", "-m", help="DDE weights file from 'dncli dde-train', or a shipped model: "
@@ -54,17 +54,19 @@ def train_command(
         "--real-until", help="Freeze the data DDE from this step on (the generator goes on learning).")] = None,
     energy: Annotated[str, typer.Option(
         "--energy", help="mlp: a residual MLP on the (whitened) values; conv: a convolutional network over "
-                         "three resolutions (images only).")] = "mlp",
+                         "three resolutions; unet: f = -|x - D(x)|^2 / 2 sigma^2 with an encoder-decoder "
+                         "denoiser D (images only; no Gaussian base).")] = "mlp",
     width: Annotated[Optional[int], typer.Option("--width", help="Hidden units of each DDE [default: 64 vectors, "
-                                                                 "256 images; conv: 32 channels].")] = None,
+                                                                 "256 images; conv, unet: 32 channels].")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", help="Residual hidden layers of each DDE [default: 4 "
-                                                                 "vectors, 16 images; conv: 2 blocks per "
-                                                                 "resolution].")] = None,
+                                                                 "vectors, 16 images; conv, unet: 2 blocks per "
+                                                                 "resolution (unet: on each side)].")] = None,
     activation: Annotated[str, typer.Option("--activation", help="softplus, swish or tanh.")] = "softplus",
     base: Annotated[Optional[str], typer.Option(
         "--base", help="gaussian: f is the log of the Gaussian with the data's mean and covariance times a "
                        "learned factor of at most 1, which keeps exp f integrable in many dimensions; none: the "
-                       "network alone [default: gaussian for 3 to 4096 dimensions, none otherwise].")] = None,
+                       "network alone [default: gaussian for 3 to 4096 dimensions but with --energy unet, "
+                       "none otherwise].")] = None,
     latent: Annotated[Optional[int], typer.Option("--latent", help="Generator latent dimension [default: 2 "
                                                                    "vectors, 16 images].")] = None,
     gen_width: Annotated[Optional[int], typer.Option("--gen-width", help="Generator hidden units [default: 64 "
@@ -143,7 +145,7 @@ def train_command(
         raise UsageError(str(exc)) from None
     defaults = IMAGE_DEFAULTS if dataset.is_image else VECTOR_DEFAULTS
     if base is None:
-        base = "gaussian" if 2 < math.prod(dataset.shape) <= MAX_BASE_DIM else "none"
+        base = "gaussian" if 2 < math.prod(dataset.shape) <= MAX_BASE_DIM and energy != "unet" else "none"
     unit = 255.0 if dataset.is_image else 1.0  # images: options on the 0..255 scale, tensors in [0, 1]
 
     if resume:
@@ -161,7 +163,7 @@ def train_command(
                                    generator_lr_scale=(gen_lr or learning_rate) / learning_rate)
         except ValueError as exc:
             raise UsageError(_option_message(str(exc))) from None
-        sizes = CONV_DEFAULTS if energy == "conv" else defaults
+        sizes = CONV_DEFAULTS if energy != "mlp" else defaults
         options = {"shape": list(dataset.shape), "sigma": level, "activation": activation, "energy": energy,
                    "width": width or sizes["width"], "depth": sizes["depth"] if depth is None else depth,
                    "conditional": conditional, "sigma_max": start if conditional else None,

@@ -51,7 +51,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "swish": nn.
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
 GENERATOR_TRAININGS = ("kl", "distilled")
 BASES = ("none", "gaussian")
-ENERGIES = ("mlp", "conv")
+ENERGIES = ("mlp", "conv", "unet")
 MAX_BASE_DIM = 4096  # a Gaussian base stores a D x D eigenbasis
 
 
@@ -63,7 +63,7 @@ class DDEConfig:
     sigma: float = 0.2  # smoothing noise level of the density (data units), > 0
     width: int = 64  # hidden units of each DDE (conv: channels at full resolution)
     depth: int = 4  # residual hidden layers of each DDE (conv: residual blocks per resolution)
-    energy: str = "mlp"  # "conv": a convolutional energy network (images only)
+    energy: str = "mlp"  # "conv": a convolutional energy network; "unet": a denoiser energy (images only)
     activation: str = "softplus"  # softplus, swish or tanh (smooth: the loss differentiates twice)
     conditional: bool = False  # f(x, s) for every level s in [sigma, sigma_max]
     sigma_max: float | None = None  # highest level of a conditional model (data units)
@@ -89,8 +89,11 @@ class DDEConfig:
             raise ValueError(f"generator_output {self.generator_output!r}: use {' or '.join(GENERATOR_OUTPUTS)}")
         if self.energy not in ENERGIES:
             raise ValueError(f"energy {self.energy!r}: use {' or '.join(ENERGIES)}")
-        if self.energy == "conv" and len(self.shape) != 3:
-            raise ValueError("a convolutional energy network needs images, shape (C, H, W)")
+        if self.energy != "mlp" and len(self.shape) != 3:
+            kind = "convolutional" if self.energy == "conv" else "unet"
+            raise ValueError(f"a {kind} energy network needs images, shape (C, H, W)")
+        if self.energy == "unet" and self.base != "none":
+            raise ValueError("a unet energy network is its own base: use base 'none'")
         if self.base not in BASES:
             raise ValueError(f"base {self.base!r}: use {' or '.join(BASES)}")
         if self.generator_training not in GENERATOR_TRAININGS:
@@ -167,7 +170,7 @@ class ConvEnergyNet(nn.Module):
         widths = (width, 2 * width, 2 * width)
         self.lift = nn.Conv2d(channels, width, 3, padding=1)
         self.blocks = nn.ModuleList(
-            nn.ModuleList(_ConvBlock(w, conditional, (len(widths) * depth) ** -0.5) for _ in range(depth))
+            nn.ModuleList(_ConvBlock(w, int(conditional), (len(widths) * depth) ** -0.5) for _ in range(depth))
             for w in widths)
         self.downs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
         self.readout = nn.Linear(widths[-1], 1, bias=False)
@@ -186,11 +189,14 @@ class ConvEnergyNet(nn.Module):
 
 
 class _ConvBlock(nn.Module):
-    def __init__(self, width: int, conditional: bool, scale: float) -> None:
+    """``h + conv(act(conv(act(h)) + e(condition)))``; ``condition_features`` is the length of the
+    condition vector (0: none)."""
+
+    def __init__(self, width: int, condition_features: int, scale: float) -> None:
         super().__init__()
         self.first = nn.Conv2d(width, width, 3, padding=1)
         self.second = nn.Conv2d(width, width, 3, padding=1)
-        self.level = nn.Linear(1, width) if conditional else None
+        self.level = nn.Linear(condition_features, width) if condition_features else None
         with torch.no_grad():
             self.second.weight.mul_(scale)
 
@@ -199,6 +205,63 @@ class _ConvBlock(nn.Module):
         if condition is not None:
             inner = inner + self.level(condition)[:, :, None, None]
         return h + self.second(act(inner))
+
+
+class UNetEnergyNet(nn.Module):
+    """The network ``F`` of a denoiser energy (``energy="unet"``): ``[B, C, H, W]`` images and
+    ``log s`` ``[B]`` in, ``[B, C, H, W]`` out.
+
+    :meth:`DDEModel.energy` makes it a scalar: ``f(x, s) = -||x - D(x, s)||^2 / (2 s^2)`` with the
+    denoiser ``D = c_skip x + c_out F(c_in x, log s)`` (Salimans & Ho, "Should EBMs model the
+    energy or the score?", 2021; the preconditioning of Karras et al., 2022).  Why: the energy of
+    :class:`ConvEnergyNet` is a mean of local features, so every pixel's score comes out of one
+    reduction; here each pixel's score has its own path through an encoder-decoder whose 7x7
+    bottleneck sees the whole digit, as in the score networks of diffusion models.
+
+    Three resolutions (``width``, ``2 width``, ``2 width`` channels), ``depth`` residual blocks
+    on each side of each, stride-2 convolutions down, nearest upsampling and a 1x1 convolution of
+    the concatenated skip up.  The level enters every block through a learned embedding of
+    ``log s``.  The last convolution starts at zero, so ``D`` starts as ``c_skip x``, the best
+    linear denoiser of data with the training set's variance.
+    """
+
+    def __init__(self, channels: int, width: int, depth: int, activation: str, conditional: bool) -> None:
+        super().__init__()
+        widths = (width, 2 * width, 2 * width)
+        features = 4 * width if conditional else 0
+        self.act = ACTIVATIONS[activation]()
+        self.embed = nn.Sequential(nn.Linear(1, features), ACTIVATIONS[activation](),
+                                   nn.Linear(features, features)) if conditional else None
+        scale = (2 * len(widths) * depth) ** -0.5
+        self.lift = nn.Conv2d(channels, width, 3, padding=1)
+        self.encoder = nn.ModuleList(
+            nn.ModuleList(_ConvBlock(w, features, scale) for _ in range(depth)) for w in widths)
+        self.downs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
+        self.merges = nn.ModuleList(nn.Conv2d(a + b, a, 1) for a, b in zip(widths, widths[1:]))
+        self.decoder = nn.ModuleList(
+            nn.ModuleList(_ConvBlock(w, features, scale) for _ in range(depth)) for w in widths[:-1])
+        self.readout = nn.Conv2d(width, channels, 3, padding=1)
+        with torch.no_grad():
+            self.readout.weight.zero_()
+            self.readout.bias.zero_()
+
+    def forward(self, x: torch.Tensor, log_level: torch.Tensor | None = None) -> torch.Tensor:
+        condition = None if self.embed is None else self.embed(log_level.to(x.dtype).unsqueeze(1))
+        h = self.lift(x)
+        skips = []
+        for index, blocks in enumerate(self.encoder):
+            if index:
+                skips.append(h)
+                h = self.downs[index - 1](self.act(h))
+            for block in blocks:
+                h = block(h, condition, self.act)
+        for index in reversed(range(len(self.decoder))):
+            skip = skips[index]
+            h = nn.functional.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = self.merges[index](torch.cat([skip, h], dim=1))
+            for block in self.decoder[index]:
+                h = block(h, condition, self.act)
+        return self.readout(self.act(h))
 
 
 class Generator(nn.Module):
@@ -257,8 +320,9 @@ class DDEModel(nn.Module):
 
     def _energy_net(self) -> nn.Module:
         c = self.config
-        if c.energy == "conv":
-            return ConvEnergyNet(c.shape[0], c.width, c.depth, c.activation, c.conditional)
+        if c.energy != "mlp":
+            network = ConvEnergyNet if c.energy == "conv" else UNetEnergyNet
+            return network(c.shape[0], c.width, c.depth, c.activation, c.conditional)
         return EnergyNet(c.dim, c.width, c.depth, c.activation, c.conditional)
 
     @property
@@ -318,6 +382,8 @@ class DDEModel(nn.Module):
             raise ValueError("this DDE model has no 'fake' density (no generator, or a distilled one)")
         levels = self.levels(level if self.config.conditional else None, x.shape[0], x.device)
         log_levels = levels.log() if self.config.conditional else None
+        if self.config.energy == "unet":
+            return self._denoiser_energy(net, x, levels, log_levels)
         if self.config.base == "gaussian":
             z, base = self._whiten(x.flatten(1), levels)
             if self.config.energy == "conv":  # convolutions need the pixel grid, not the eigenbasis
@@ -326,6 +392,21 @@ class DDEModel(nn.Module):
             return base - nn.functional.softplus(-net(z, log_levels))
         out = net(x, log_levels)
         return out / levels.to(out.dtype)
+
+    def _denoiser_energy(self, net: nn.Module, x: torch.Tensor, levels: torch.Tensor,
+                         log_levels: torch.Tensor | None) -> torch.Tensor:
+        """``-||x - D(x, s)||^2 / (2 s^2)`` for :class:`UNetEnergyNet`, with ``D`` preconditioned by
+        the training data's mean image and mean variance ``v``: ``c_skip = v / (s^2 + v)``,
+        ``c_out = s sqrt(v / (s^2 + v))``, ``c_in = 1 / sqrt(s^2 + v)``, so ``F`` sees and
+        predicts unit-scale values at every level."""
+        variance = levels.float().view(-1, *([1] * (x.dim() - 1))) ** 2
+        data_variance = self.data_var.mean()
+        total = variance + data_variance
+        centred = x - self.data_mean.view(x.shape[1:])
+        predicted = net(centred / total.sqrt(), log_levels).float()
+        # x - D = (1 - c_skip) x - c_out F
+        residual = variance / total * centred - (variance * data_variance / total).sqrt() * predicted
+        return -0.5 * residual.flatten(1).pow(2).sum(1) / levels.float() ** 2
 
     def forward(self, x: torch.Tensor, level: float | torch.Tensor | None = None) -> torch.Tensor:
         return self.energy(x, level, "real")
