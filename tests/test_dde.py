@@ -538,7 +538,7 @@ def test_vectors_get_a_gaussian_base_so_their_log_densities_are_normalised(tmp_p
     assert json.loads(annealed.stdout)["mean"] == pytest.approx(expected, abs=0.5)
 
 
-def test_image_model_from_an_idx_file_writes_a_png_grid_to_stdout(tmp_path: Path):
+def test_image_model_from_an_idx_file_writes_a_png_grid_to_stdout_and_scores_its_own_samples(tmp_path: Path):
     from denoise_cli.imgio.codec import read_image
 
     path = write_idx(tmp_path / "digits-idx3-ubyte.gz", digits())
@@ -550,6 +550,18 @@ def test_image_model_from_an_idx_file_writes_a_png_grid_to_stdout(tmp_path: Path
     assert result.returncode == 0, result.stderr.decode()
     grid = read_image(result.stdout).pixels
     assert grid.shape == (2 * 8 + 2, 3 * 8 + 2 * 2, 1)  # 2 rows x 3 columns of 8x8, 2-pixel gaps
+    # the .npy stack dde-sample writes is what dde-density reads, as a file and through a pipe
+    samples = tmp_path / "samples.npy"
+    result = run_dncli("dde-sample", "--model", str(model), "-n", "5", "-o", str(samples), "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    scores = [run_dncli("dde-density", "--model", str(model), *source, "--no-normalize", "--json", "--threads", "1",
+                        input=stdin) for source, stdin in (([str(samples)], None), (["-"], samples.read_bytes()))]
+    assert all(r.returncode == 0 for r in scores), [r.stderr.decode() for r in scores]
+    from_file, from_pipe = (json.loads(r.stdout)["log_density"] for r in scores)
+    assert len(from_file) == 5 and from_file == from_pipe
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 1, 6, 6), np.float32))
+    wrong = run_dncli("dde-density", "--model", str(model), str(tmp_path / "wrong.npy"), "--no-normalize")
+    assert_clean_error(wrong, 2, "samples of shape [1, 6, 6] for a model of shape [1, 8, 8]")
 
 
 def test_usage_errors(tmp_path: Path, tiny_weights):

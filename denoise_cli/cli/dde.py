@@ -362,8 +362,9 @@ def distill_command(
 
 def density_command(
     input: Annotated[str, typer.Argument(
-        help="Samples to score: an .npy array of vectors [N, D], an image, a directory of images, an MNIST idx "
-             "file, toy:NAME (seeded draws) or '-' (an .npy array or image on stdin).")],
+        help="Samples to score: an .npy array of vectors [N, D] or of images [N, C, H, W] in [0, 1] (as "
+             "dde-sample writes them), an image, a directory of images, an MNIST idx file, toy:NAME (seeded "
+             "draws) or '-' (an .npy array or image on stdin).")],
     model: ModelOption,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", help="Score only the first N samples (a toy: draw N) [default: all; a toy: 1000].")] = None,

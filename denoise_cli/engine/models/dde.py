@@ -30,8 +30,8 @@ differentiable: every activation here is smooth (softplus, swish or tanh, never 
   (patch variances span four decades); without it the network barely moved the DDE loss.
 
 Inputs are flattened: vectors are ``[B, D]``, images ``[B, C, H, W]`` in [0, 1] (an MLP on the
-pixels, as the authors' MNIST model; ``energy="conv"`` keeps images on their pixel grid for
-:class:`ConvEnergyNet`).  A *conditional* model takes the noise level as an extra
+pixels, as the authors' MNIST model; ``energy="conv"`` and ``energy="unet"`` keep images on their
+pixel grid for :class:`ConvEnergyNet` and :class:`UNetEnergyNet`).  A *conditional* model takes the noise level as an extra
 input and covers every level in ``[sigma, sigma_max]``, which annealed Langevin sampling uses,
 and so does its likelihood at ``sigma`` (``sampling.probability_flow``).
 Levels are in data units throughout (images: the [0, 1] scale, so 0.5 is 127.5 on the 0..255
@@ -215,8 +215,9 @@ class UNetEnergyNet(nn.Module):
     denoiser ``D = c_skip x + c_out F(c_in x, log s)`` (Salimans & Ho, "Should EBMs model the
     energy or the score?", 2021; the preconditioning of Karras et al., 2022).  Why: the energy of
     :class:`ConvEnergyNet` is a mean of local features, so every pixel's score comes out of one
-    reduction; here each pixel's score has its own path through an encoder-decoder whose 7x7
-    bottleneck sees the whole digit, as in the score networks of diffusion models.
+    reduction; here each pixel's score has its own path through an encoder-decoder whose
+    quarter-resolution level sees the whole image (on MNIST, 7x7), as in the score networks of
+    diffusion models.
 
     Three resolutions (``width``, ``2 width``, ``2 width`` channels), ``depth`` residual blocks
     on each side of each, stride-2 convolutions down, nearest upsampling and a 1x1 convolution of

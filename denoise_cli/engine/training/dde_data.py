@@ -382,7 +382,10 @@ def samples_for(spec: str | bytes, shape: tuple[int, ...], limit: int | None = N
     are converted to the model's channels and size; ``limit`` keeps the first rows.
     """
     is_image = len(shape) == 3
-    if isinstance(spec, bytes):
+    stack = _image_stack(spec, shape) if is_image else None
+    if stack is not None:
+        values = stack
+    elif isinstance(spec, bytes):
         values = _samples_from_bytes(spec, shape)
     elif is_image and Path(spec).is_file() and Path(spec).suffix.lower() != ".gz" and not _is_idx(Path(spec)):
         values = _image_sample(Path(spec).read_bytes(), shape, spec)
@@ -393,6 +396,31 @@ def samples_for(spec: str | bytes, shape: tuple[int, ...], limit: int | None = N
     if tuple(values.shape[1:]) != tuple(shape):
         raise ValueError(f"samples of shape {list(values.shape[1:])} for a model of shape {list(shape)}")
     return values[:limit]
+
+
+def _image_stack(spec: str | bytes, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The ``[N, C, H, W]`` float samples of an ``.npy`` stack, as ``dncli dde-sample`` writes them
+    (a file, or the bytes of one), or None where ``spec`` is anything else (an ``.npy`` image of
+    2 or 3 dimensions included: imgio reads that)."""
+    if isinstance(spec, bytes):
+        raw = spec
+    elif Path(spec).suffix.lower() == ".npy" and Path(spec).is_file():
+        raw = Path(spec).read_bytes()
+    else:
+        return None
+    if not raw.startswith(np.lib.format.MAGIC_PREFIX):
+        return None
+    import io
+
+    try:
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise ValueError(f"{'stdin' if isinstance(spec, bytes) else spec}: not a readable .npy array") from None
+    if array.ndim != 4:
+        return None
+    if tuple(array.shape[1:]) != tuple(shape) or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"samples of shape {list(array.shape[1:])} for a model of shape {list(shape)}")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def _is_idx(path: Path) -> bool:
