@@ -52,6 +52,11 @@ def train_command(
         "--gen-every", help="One generator step every K steps; every step trains both DDEs.")] = 10,
     real_until: Annotated[Optional[int], typer.Option(
         "--real-until", help="Freeze the data DDE from this step on (the generator goes on learning).")] = None,
+    weighting: Annotated[str, typer.Option(
+        "--weighting", help="How the DDE loss weighs the noise levels: noise: by the fraction of the noise "
+                            "left after denoising, every level alike; edm: high levels by the error relative "
+                            "to the data's spread instead, so the levels that decide a sample's overall shape "
+                            "learn as fast as the low ones (Karras et al., 2022).")] = "noise",
     energy: Annotated[str, typer.Option(
         "--energy", help="mlp: a residual MLP on the (whitened) values; conv: a convolutional network over "
                          "three resolutions; unet: f = -|x - D(x)|^2 / 2 sigma^2 with an encoder-decoder "
@@ -160,7 +165,8 @@ def train_command(
         try:
             schedule = DDESchedule(sigma=level, max_steps=max_steps, anneal_from=start, conditional=conditional,
                                    generator_every=gen_every, real_until=real_until,
-                                   generator_lr_scale=(gen_lr or learning_rate) / learning_rate)
+                                   generator_lr_scale=(gen_lr or learning_rate) / learning_rate,
+                                   weighting=weighting)
         except ValueError as exc:
             raise UsageError(_option_message(str(exc))) from None
         sizes = CONV_DEFAULTS if energy != "mlp" else defaults

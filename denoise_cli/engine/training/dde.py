@@ -15,7 +15,12 @@ Decisions on what the method leaves open:
   the batch: the fraction of the noise variance left after denoising, 1 for ``grad f = 0``,
   whatever the dimension or level.  For one fixed level it is the authors' loss up to a
   constant factor; under annealing it weighs every level alike (as denoising score matching
-  does with the weight s^2).
+  does with the weight s^2).  ``weighting="edm"`` multiplies it by ``(s^2 + v) / v``, ``v`` the
+  data's mean variance per dimension: the squared error of the denoised point relative to the
+  data's own spread at high levels (the weighting of Karras et al., 2022).  Why: where the noise
+  exceeds the data's spread even the best denoiser leaves almost all of the noise, so the
+  fraction left barely moves with the network, and those levels (which decide a sample's
+  overall shape) learned far more slowly than the low ones.
 * **One optimiser, three parameter groups.**  The task declares a parameter group per network;
   Adam keeps per-parameter statistics and skips parameters without a gradient, and the trainer
   clips each group's gradient norm on its own, so this is exactly three separate Adam optimisers.
@@ -50,6 +55,7 @@ from .dde_data import DDEData
 VALIDATION_SAMPLES = 4096  # rows of the validation set used by validate()
 LOG_Z_SAMPLES = 16384  # importance samples of log Z in validate() (low-dimensional data only)
 MAX_LIKELIHOOD_DIM = 16  # above this, importance sampling with a diagonal proposal is unreliable
+WEIGHTINGS = ("noise", "edm")
 
 
 def plain_likelihood_is_reliable(model: DDEModel) -> bool:
@@ -75,6 +81,7 @@ class DDESchedule:
     generator_every: int = 10  # one generator step every k steps (k >= 1)
     real_until: int | None = None  # f_real trains on steps < real_until only (None: always)
     generator_lr_scale: float = 1.0  # generator learning rate / DDE learning rate
+    weighting: str = "noise"  # of the levels in the DDE loss: "noise" or "edm" (module docstring)
 
     def __post_init__(self) -> None:
         if not self.sigma > 0:
@@ -87,6 +94,8 @@ class DDESchedule:
             raise ValueError("generator_every must be at least 1")
         if not self.generator_lr_scale > 0:
             raise ValueError("the generator learning rate must be positive")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting {self.weighting!r}: use {' or '.join(WEIGHTINGS)}")
 
     def level(self, step: int) -> float:
         """The noise level of an unconditional model at ``step``."""
@@ -102,6 +111,13 @@ class DDESchedule:
         low, high = math.log(self.sigma), math.log(self.anneal_from)
         return torch.exp(low + (high - low) * torch.rand(count, generator=generator))
 
+    def level_weights(self, levels: torch.Tensor, data_variance: float) -> torch.Tensor:
+        """The ``[B]`` weights of the DDE loss at ``levels`` for data of mean variance
+        ``data_variance`` per dimension."""
+        if self.weighting == "noise":
+            return torch.ones_like(levels)
+        return (levels ** 2 + data_variance) / data_variance
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -112,6 +128,7 @@ class DDEBatch:
 
     data: torch.Tensor  # [B, *shape]
     levels: torch.Tensor  # [B]
+    level_weights: torch.Tensor  # [B], of each sample's DDE loss
     data_noise: torch.Tensor  # [B, *shape]
     fake_latent: torch.Tensor | None  # [B, latent]: generator samples f_fake learns
     fake_noise: torch.Tensor | None
@@ -121,16 +138,17 @@ class DDEBatch:
 
 
 def dde_loss(model: nn.Module, network: str, clean: torch.Tensor, noise: torch.Tensor,
-             levels: torch.Tensor) -> torch.Tensor:
+             levels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised DDE loss (see the module docstring) of ``model``'s ``network`` on ``clean``
-    samples ``[B, *shape]`` with standard-normal ``noise`` scaled by ``levels`` ``[B]``."""
+    samples ``[B, *shape]`` with standard-normal ``noise`` scaled by ``levels`` ``[B]``, each
+    sample's loss times ``weights`` ``[B]`` (default 1)."""
     scale = levels.view(-1, *([1] * (clean.dim() - 1)))
     noisy = (clean + scale * noise).detach().requires_grad_(True)
     energy = model.energy(noisy, levels, network)
     (grad,) = torch.autograd.grad(energy.sum(), noisy, create_graph=True)
     residual = scale * noise + scale ** 2 * grad.float()  # = x~ + s^2 grad f(x~) - x
     per_sample = residual.flatten(1).pow(2).sum(1) / (residual[0].numel() * levels ** 2)
-    return per_sample.mean()
+    return (per_sample if weights is None else per_sample * weights).mean()
 
 
 def generator_kl_term(model: nn.Module, latent: torch.Tensor, noise: torch.Tensor,
@@ -155,11 +173,11 @@ class DDEObjective(nn.Module):
         model = self.model
         loss = torch.zeros((), device=batch.data.device)
         if batch.train_real:
-            loss = loss + dde_loss(model, "real", batch.data, batch.data_noise, batch.levels)
+            loss = loss + dde_loss(model, "real", batch.data, batch.data_noise, batch.levels, batch.level_weights)
         if batch.fake_latent is not None:
             with torch.no_grad():
                 fake = model.generate(batch.fake_latent)
-            loss = loss + dde_loss(model, "fake", fake, batch.fake_noise, batch.levels)
+            loss = loss + dde_loss(model, "fake", fake, batch.fake_noise, batch.levels, batch.level_weights)
         if batch.generator_latent is not None:
             loss = loss + generator_kl_term(model, batch.generator_latent, batch.generator_noise, batch.levels)
         return loss
@@ -210,6 +228,7 @@ class DDETraining:
         has_generator = self.model.generator is not None
         data = self.data.sample(size, generator)
         levels = s.levels(step, size, generator)
+        weights = s.level_weights(levels, float(self.model.data_var.mean()))
         noise = torch.randn(data.shape, generator=generator)
         latent_dim = self.model.config.latent
         fake = (torch.randn(size, latent_dim, generator=generator), torch.randn(data.shape, generator=generator)) \
@@ -218,8 +237,8 @@ class DDETraining:
         gen = (torch.randn(size, latent_dim, generator=generator), torch.randn(data.shape, generator=generator)) \
             if generator_step else (None, None)
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return DDEBatch(move(data), move(levels), move(noise), move(fake[0]), move(fake[1]), move(gen[0]),
-                        move(gen[1]), train_real=s.real_until is None or step < s.real_until)
+        return DDEBatch(move(data), move(levels), move(weights), move(noise), move(fake[0]), move(fake[1]),
+                        move(gen[0]), move(gen[1]), train_real=s.real_until is None or step < s.real_until)
 
     def loss(self, objective: nn.Module, batch: DDEBatch) -> torch.Tensor:
         return objective(batch)
