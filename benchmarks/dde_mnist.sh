@@ -26,20 +26,24 @@
 # ENERGY=conv swaps the MLP for a convolutional energy network (dde-train --energy conv; WIDTH
 # channels at full resolution, default 32, and DEPTH residual blocks per resolution, default 2).
 # On one CPU thread it reached a validation DDE loss of 0.185 in 1,600 steps (the MLP: 0.386 after
-# 90,000), but a step costs 25x more (1.5 s against 0.06 s): a GPU recipe (benchmarks/gpu/dde.sh).
+# 90,000), but a step costs 25x more (1.5 s against 0.06 s): a GPU recipe.
+#
+# ENERGY=unet DEPTH=1 ACTIVATION=swish WEIGHTING=edm LR=6e-4 BATCH=64 STEPS=6000 (what
+# benchmarks/gpu/dde.sh trains, wider and longer): the denoiser energy with the EDM weighting of
+# the levels, 0.5 s per step on the 2 CPU cores; see README.md for what it measured.
 set -eu
 DATA=${DATA:-../shared/data/mnist/t10k-images-idx3-ubyte.gz}
 OUT=${OUT:-runs/dde-mnist.pt}
 STEPS=${STEPS:-90000}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$(dirname "$OUT")" benchmarks/results
-if [ "${ENERGY:-mlp}" = conv ]; then
-    NETWORK="--energy conv --width ${WIDTH:-32} --depth ${DEPTH:-2}"
+if [ "${ENERGY:-mlp}" != mlp ]; then
+    NETWORK="--energy $ENERGY --width ${WIDTH:-32} --depth ${DEPTH:-2} --activation ${ACTIVATION:-softplus}"
 else
     NETWORK="--width ${WIDTH:-256} --depth ${DEPTH:-16}"
 fi
 if [ "${RECIPE:-flow}" = flow ]; then
-    OPTIONS="--sigma ${SIGMA:-12.75} --anneal 2550 --conditional --no-generator --batch-size 128"
+    OPTIONS="--sigma ${SIGMA:-12.75} --anneal 2550 --conditional --no-generator --batch-size ${BATCH:-128}"
     DDE=${OUT%.pt}-dde.pt
 else
     OPTIONS="--sigma ${SIGMA:-127.5} ${ANNEAL:+--anneal $ANNEAL --conditional} --base none --latent 16
@@ -48,7 +52,7 @@ else
 fi
 # shellcheck disable=SC2086  # OPTIONS and NETWORK are lists of options
 dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$DDE" $OPTIONS $NETWORK \
-    --lr 1e-3 --max-steps "$STEPS" --validate-every 5000 \
+    --lr "${LR:-1e-3}" --weighting "${WEIGHTING:-noise}" --max-steps "$STEPS" --validate-every 5000 \
     --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${DDE%.pt}.json"
 SAMPLERS=""
 if [ "${RECIPE:-flow}" = flow ]; then

@@ -31,9 +31,10 @@ differentiable: every activation here is smooth (softplus, swish or tanh, never 
 
 Inputs are flattened: vectors are ``[B, D]``, images ``[B, C, H, W]`` in [0, 1] (an MLP on the
 pixels, as the authors' MNIST model; ``energy="conv"`` and ``energy="unet"`` keep images on their
-pixel grid for :class:`ConvEnergyNet` and :class:`UNetEnergyNet`).  A *conditional* model takes the noise level as an extra
-input and covers every level in ``[sigma, sigma_max]``, which annealed Langevin sampling uses,
-and so does its likelihood at ``sigma`` (``sampling.probability_flow``).
+pixel grid for :class:`ConvEnergyNet` and :class:`UNetEnergyNet`).  A *conditional* model takes
+the noise level as an extra input and covers every level in ``[sigma, sigma_max]``, which
+annealed Langevin sampling uses, and so does its likelihood at ``sigma``
+(``sampling.probability_flow``).
 Levels are in data units throughout (images: the [0, 1] scale, so 0.5 is 127.5 on the 0..255
 scale).
 """
