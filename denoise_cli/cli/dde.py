@@ -18,7 +18,8 @@ from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, Max
 
 # Shipped DDE models: what users type -> the manifest entry.
 SHIPPED = {"toy:two-spirals": "dde-two-spirals", "toy:8-gaussians": "dde-8-gaussians",
-           "toy:checkerboard": "dde-checkerboard", "toy:rings": "dde-rings", "mnist": "dde-mnist"}
+           "toy:checkerboard": "dde-checkerboard", "toy:rings": "dde-rings", "mnist": "dde-mnist",
+           "mnist-unet": "dde-mnist-unet"}
 LOG_EVERY = 100  # steps between progress lines: DDE steps are short, the trainer's default 20 floods stderr
 # Defaults that differ between vectors and images (images follow the authors' MNIST model).
 VECTOR_DEFAULTS = {"sigma": 0.1, "width": 64, "depth": 4, "latent": 2, "gen_width": 64, "gen_depth": 4, "batch": 512}
@@ -28,7 +29,7 @@ CONV_DEFAULTS = {"width": 32, "depth": 2}  # --energy conv/unet: channels at ful
 
 ModelOption = Annotated[str, typer.Option(
     "--model", "-m", help="DDE weights file from 'dncli dde-train', or a shipped model: "
-                          "toy:two-spirals, toy:8-gaussians, toy:checkerboard, toy:rings, mnist.")]
+                          "toy:two-spirals, toy:8-gaussians, toy:checkerboard, toy:rings, mnist, mnist-unet.")]
 
 
 def train_command(
