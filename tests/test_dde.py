@@ -437,7 +437,7 @@ def test_edm_weighting_trains_the_high_levels_faster(tmp_path: Path):
     best possible with --weighting edm than with the default, which barely weighs those levels."""
     images = torch.from_numpy(digits(count=64)).float().div(255).unsqueeze(1)
     data = DDEData("bars", (1, 8, 8), values=images)
-    level, clean, STEPS = 1.5, images.repeat(4, 1, 1, 1), 200
+    level, clean, steps = 1.5, images.repeat(4, 1, 1, 1), 200
     noisy = clean + level * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
     gains = {}
     for weighting in ("noise", "edm"):
@@ -450,8 +450,8 @@ def test_edm_weighting_trains_the_high_levels_faster(tmp_path: Path):
             return (noisy + level ** 2 * model.score(noisy, level) - clean).square().mean().item()
 
         start = error()  # the linear denoiser of the data's mean and variance
-        schedule = DDESchedule(sigma=0.05, max_steps=STEPS, anneal_from=3.0, conditional=True, weighting=weighting)
-        fit(model, data, schedule, tmp_path / f"{weighting}.pt", STEPS, batch=64, lr=3e-3)
+        schedule = DDESchedule(sigma=0.05, max_steps=steps, anneal_from=3.0, conditional=True, weighting=weighting)
+        fit(model, data, schedule, tmp_path / f"{weighting}.pt", steps, batch=64, lr=3e-3)
         gains[weighting] = start - error()
     assert gains["edm"] > 1.5 * max(gains["noise"], 0.0), gains  # 2.0-3.2 times over seeds 0-2
 

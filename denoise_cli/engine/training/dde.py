@@ -111,9 +111,9 @@ class DDESchedule:
         low, high = math.log(self.sigma), math.log(self.anneal_from)
         return torch.exp(low + (high - low) * torch.rand(count, generator=generator))
 
-    def level_weights(self, levels: torch.Tensor, data_variance: float) -> torch.Tensor:
+    def level_weights(self, levels: torch.Tensor, data_variance: torch.Tensor | float) -> torch.Tensor:
         """The ``[B]`` weights of the DDE loss at ``levels`` for data of mean variance
-        ``data_variance`` per dimension."""
+        ``data_variance`` per dimension (a tensor on the levels' device stays there)."""
         if self.weighting == "noise":
             return torch.ones_like(levels)
         return (levels ** 2 + data_variance) / data_variance
@@ -228,7 +228,6 @@ class DDETraining:
         has_generator = self.model.generator is not None
         data = self.data.sample(size, generator)
         levels = s.levels(step, size, generator)
-        weights = s.level_weights(levels, float(self.model.data_var.mean()))
         noise = torch.randn(data.shape, generator=generator)
         latent_dim = self.model.config.latent
         fake = (torch.randn(size, latent_dim, generator=generator), torch.randn(data.shape, generator=generator)) \
@@ -237,7 +236,10 @@ class DDETraining:
         gen = (torch.randn(size, latent_dim, generator=generator), torch.randn(data.shape, generator=generator)) \
             if generator_step else (None, None)
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return DDEBatch(move(data), move(levels), move(weights), move(noise), move(fake[0]), move(fake[1]),
+        levels = move(levels)
+        # on the device, with the model's buffer: reading it to the host would wait for the GPU every step
+        weights = s.level_weights(levels, self.model.data_var.mean())
+        return DDEBatch(move(data), levels, weights, move(noise), move(fake[0]), move(fake[1]),
                         move(gen[0]), move(gen[1]), train_real=s.real_until is None or step < s.real_until)
 
     def loss(self, objective: nn.Module, batch: DDEBatch) -> torch.Tensor:

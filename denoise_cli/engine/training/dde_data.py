@@ -382,13 +382,10 @@ def samples_for(spec: str | bytes, shape: tuple[int, ...], limit: int | None = N
     are converted to the model's channels and size; ``limit`` keeps the first rows.
     """
     is_image = len(shape) == 3
-    stack = _image_stack(spec, shape) if is_image else None
-    if stack is not None:
-        values = stack
-    elif isinstance(spec, bytes):
+    if isinstance(spec, bytes):
         values = _samples_from_bytes(spec, shape)
     elif is_image and Path(spec).is_file() and Path(spec).suffix.lower() != ".gz" and not _is_idx(Path(spec)):
-        values = _image_sample(Path(spec).read_bytes(), shape, spec)
+        values = _image_samples(Path(spec).read_bytes(), shape, spec)
     else:
         images = is_image and not spec.startswith("toy:")
         data = load_data(spec, size=shape[-1], channels=shape[0]) if images else load_data(spec)
@@ -398,31 +395,6 @@ def samples_for(spec: str | bytes, shape: tuple[int, ...], limit: int | None = N
     return values[:limit]
 
 
-def _image_stack(spec: str | bytes, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """The ``[N, C, H, W]`` float samples of an ``.npy`` stack, as ``dncli dde-sample`` writes them
-    (a file, or the bytes of one), or None where ``spec`` is anything else (an ``.npy`` image of
-    2 or 3 dimensions included: imgio reads that)."""
-    if isinstance(spec, bytes):
-        raw = spec
-    elif Path(spec).suffix.lower() == ".npy" and Path(spec).is_file():
-        raw = Path(spec).read_bytes()
-    else:
-        return None
-    if not raw.startswith(np.lib.format.MAGIC_PREFIX):
-        return None
-    import io
-
-    try:
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        raise ValueError(f"{'stdin' if isinstance(spec, bytes) else spec}: not a readable .npy array") from None
-    if array.ndim != 4:
-        return None
-    if tuple(array.shape[1:]) != tuple(shape) or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"samples of shape {list(array.shape[1:])} for a model of shape {list(shape)}")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
 def _is_idx(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(4)
@@ -430,18 +402,34 @@ def _is_idx(path: Path) -> bool:
 
 
 def _samples_from_bytes(raw: bytes, shape: tuple[int, ...]) -> torch.Tensor:
-    import io
-
     if len(shape) == 1:
-        try:
-            array = np.load(io.BytesIO(raw), allow_pickle=False)
-        except (ValueError, OSError, EOFError):
-            raise ValueError("stdin: expected an .npy array of vectors") from None
+        array = _npy_array(raw, "stdin: expected an .npy array of vectors")
         array = array[None] if array.ndim == 1 else array
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
             raise ValueError(f"stdin: expected an [N, D] array of vectors, got shape {array.shape}")
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    return _image_sample(raw, shape, "stdin")
+    return _image_samples(raw, shape, "stdin")
+
+
+def _npy_array(raw: bytes, error: str) -> np.ndarray:
+    """The array of ``.npy`` bytes (never unpickled); ValueError ``error`` where they are not one."""
+    import io
+
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise ValueError(error) from None
+
+
+def _image_samples(raw: bytes, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    """The ``[N, C, H, W]`` float samples of an ``.npy`` stack, as ``dncli dde-sample`` writes
+    them, else one image (any format imgio reads, an ``.npy`` image of 2 or 3 dimensions
+    included) as ``[1, C, H, W]`` at the model's shape."""
+    if raw.startswith(np.lib.format.MAGIC_PREFIX):
+        array = _npy_array(raw, f"{name}: not a readable .npy array")
+        if array.ndim == 4 and np.issubdtype(array.dtype, np.number):
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return _image_sample(raw, shape, name)
 
 
 def _image_sample(raw: bytes, shape: tuple[int, ...], name: str) -> torch.Tensor:
