@@ -541,6 +541,43 @@ def test_a_generator_distilled_from_the_flow_samples_in_one_pass(tmp_path: Path)
     refused = run_dncli("dde-distill", "--model", str(plain), "-o", str(tmp_path / "x.pt"))
     assert_clean_error(refused, 2, "needs a conditional DDE")
     assert not (tmp_path / "x.pt").exists()
+    clobbering = run_dncli("dde-distill", "--model", str(teacher), "-o", str(student), "--pairs-cache", str(student))
+    assert_clean_error(clobbering, 2, "must not be the --output file")
+    assert weights.load_model(student).generator is not None
+
+
+def test_an_interrupted_draw_of_distillation_pairs_continues_from_its_cache(tmp_path: Path, monkeypatch):
+    from denoise_cli.engine.training import dde_distill
+
+    monkeypatch.setattr(dde_distill, "CACHE_SAVE_EVERY", -1.0)  # save after every batch
+    torch.manual_seed(0)
+    model = registry.build("dde", {"shape": [2], "sigma": 0.05, "sigma_max": 3.0, "conditional": True,
+                                   "generator": False, **TINY}).eval()
+    cache, cpu = tmp_path / "pairs.npz", torch.device("cpu")
+    fresh = dde_distill.flow_pairs(model, 50, 3, seed=7, device=cpu, batch=20)
+
+    def interrupt(done: int, count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dde_distill.flow_pairs(model, 50, 3, seed=7, device=cpu, batch=20, cache=cache, report=interrupt)
+    reported: list[int] = []
+    resumed = dde_distill.flow_pairs(model, 50, 3, seed=7, device=cpu, batch=20, cache=cache,
+                                     report=lambda done, count: reported.append(done))
+    assert reported == [20, 40, 50]  # read 20, then drew the rest
+    assert all(torch.equal(a, b) for a, b in zip(resumed, fresh))
+    reported.clear()
+    other = dde_distill.flow_pairs(model, 50, 3, seed=8, device=cpu, batch=50, cache=cache,
+                                   report=lambda done, count: reported.append(done))
+    assert reported == [50] and not torch.equal(other[1], fresh[1])  # another seed: drawn anew
+    for junk in (b"PK\x03\x04 truncated", b"", None):
+        if junk is None:
+            np.save(cache.with_suffix(".npy"), np.zeros(3))
+            cache.with_suffix(".npy").replace(cache)
+        else:
+            cache.write_bytes(junk)
+        again = dde_distill.flow_pairs(model, 50, 3, seed=7, device=cpu, batch=50, cache=cache)
+        assert torch.equal(again[1], fresh[1])
 
 
 def test_vectors_get_a_gaussian_base_so_their_log_densities_are_normalised(tmp_path: Path):

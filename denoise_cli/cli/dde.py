@@ -308,8 +308,15 @@ def distill_command(
     learning_rate: LearningRate = 1e-3,
     validate_every: ValidateEvery = 1000,
     checkpoint_every: CheckpointEvery = 300.0,
+    pairs_cache: Annotated[Optional[Path], typer.Option(
+        "--pairs-cache", help="Keep the pairs in this .npz file, saved every minute as they are drawn: a later "
+                              "run with the same model, --pairs, --flow-steps and --seed reads them instead of "
+                              "drawing them again (an interrupted run, --resume, another generator size); a "
+                              "file of other pairs is overwritten. Under torchrun each process keeps its own, "
+                              "NAME.rankN.npz.")] = None,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the checkpoint in --output (its pairs are drawn again, identically).")] = False,
+        "--resume", help="Continue the checkpoint in --output (its pairs are drawn again, identically, unless "
+                         "--pairs-cache has them).")] = False,
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
@@ -333,6 +340,8 @@ def distill_command(
     if min(pairs, flow_steps, gen_width, gen_depth + 1, batch_size, max_steps) < 1:
         raise UsageError("--pairs, --flow-steps, --gen-width, --batch-size and --max-steps must be at least 1, "
                          "--gen-depth at least 0")
+    if pairs_cache is not None and pairs_cache.resolve() == output.resolve():
+        raise UsageError("--pairs-cache must not be the --output file")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
     if resume:
         network = _load_model(str(output))
@@ -354,8 +363,15 @@ def distill_command(
     network = network.to(torch_device)
     per_process = -(-pairs // ddp.world_size())
     console.info(f"carrying {per_process} latents along the probability flow of {source} ({flow_steps} steps)")
-    task = FlowDistillation(network, flow_pairs(network.eval(), per_process, flow_steps, seed + ddp.rank(),
-                                                torch_device))
+    if pairs_cache is not None and ddp.world_size() > 1:
+        pairs_cache = pairs_cache.with_name(f"{pairs_cache.stem}.rank{ddp.rank()}{pairs_cache.suffix}")
+
+    def report(done: int, count: int) -> None:
+        console.info(f"{done}/{count} pairs in {pairs_cache}")
+
+    drawn = flow_pairs(network.eval(), per_process, flow_steps, seed + ddp.rank(), torch_device,
+                       cache=pairs_cache, report=report)
+    task = FlowDistillation(network, drawn)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every, checkpoint_every=checkpoint_every, seed=seed,
                          precision=precision, log_every=LOG_EVERY)

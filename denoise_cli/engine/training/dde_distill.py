@@ -17,18 +17,34 @@ is the mean squared error per dimension in the generator's own output units (ima
 vectors: standardised by the training data's moments, as ``DDEModel.generate`` does); the
 validation metric is that error on pairs held aside, with the fraction of the flow samples'
 variance it leaves (``unexplained``).
+
+Drawing the pairs dominates the cost on a CPU (hours for 100,000 MNIST pairs), so they can be kept
+in a cache file written as they are drawn: an interrupted draw continues where it stopped, and a
+second generator (another size, a longer schedule) is fitted to the same pairs without drawing them
+again.  The latents are not stored, since the seed gives them again; the file holds the targets
+drawn so far and the key of what they are pairs of (the teacher's weights, count, steps, seed).
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import time
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from ...imgio.atomic import atomic_write_bytes
 from ..algorithms import sampling
 from ..models.dde import DDEModel
 
 VALIDATION_FRACTION = 0.05  # of the pairs, held aside
+CACHE_SAVE_EVERY = 60.0  # seconds between saves of the pairs cache while drawing
 
 
 @dataclass
@@ -49,17 +65,68 @@ class GeneratorRegression(nn.Module):
         return (self.generator(batch.latent) - batch.target).pow(2).mean()
 
 
-def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch.device,
-               batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch.device, batch: int = 1024,
+               cache: Path | None = None, report: Callable[[int, int], None] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` latents ``[count, D]`` and the generator-unit targets ``[count, D]`` of their
-    probability-flow samples (``steps`` steps), latents from a CPU generator seeded ``seed``."""
+    probability-flow samples (``steps`` steps), latents from a CPU generator seeded ``seed``.
+
+    With ``cache`` (an ``.npz`` path) the targets drawn so far are saved there about every
+    ``CACHE_SAVE_EVERY`` seconds and at the end, and read back first when the file holds pairs of
+    the same teacher, count, steps and seed (otherwise it is overwritten); ``report(done, count)``
+    is called after every read and save.
+    """
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(count, model.config.dim, generator=generator)
-    targets = []
-    for chunk in latents.split(batch):
-        sample = sampling.flow_sample(model, chunk.to(device), steps).flatten(1)
+    key = pairs_key(model, count, steps, seed)
+    targets = [_cached_targets(cache, key, model.config.dim)] if cache is not None else []
+    done = sum(len(t) for t in targets)
+    if done and report is not None:
+        report(done, count)
+    saved_at = time.monotonic()
+    for start in range(done, count, batch):
+        sample = sampling.flow_sample(model, latents[start:start + batch].to(device), steps).flatten(1)
         targets.append(generator_units(model, sample).cpu())
+        finished = start + batch >= count
+        if cache is not None and (finished or time.monotonic() - saved_at > CACHE_SAVE_EVERY):
+            targets = [torch.cat(targets)]
+            _save_targets(cache, key, targets[0])
+            saved_at = time.monotonic()
+            if report is not None:
+                report(len(targets[0]), count)
     return latents, torch.cat(targets)
+
+
+def pairs_key(model: DDEModel, count: int, steps: int, seed: int) -> str:
+    """What a pairs cache must match: the teacher's weights (its DDE, not the generator being
+    fitted), the number of pairs, the flow steps and the seed."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        if not name.startswith(("generator.", "fake.")):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return json.dumps({"teacher": digest.hexdigest(), "count": count, "steps": steps, "seed": seed})
+
+
+def _cached_targets(cache: Path, key: str, dim: int) -> torch.Tensor:
+    """The targets ``[N, dim]`` in ``cache`` when its key is ``key``, else none (``[0, dim]``):
+    a missing, stale or unreadable cache is drawn again, never trusted."""
+    try:
+        stored = np.load(cache, allow_pickle=False)
+        if isinstance(stored, np.lib.npyio.NpzFile):
+            with stored:
+                if str(stored["key"]) == key:
+                    return torch.from_numpy(stored["targets"].astype(np.float32))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    return torch.zeros(0, dim)
+
+
+def _save_targets(cache: Path, key: str, targets: torch.Tensor) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), targets=targets.numpy())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cache, buffer.getvalue())
 
 
 def generator_units(model: DDEModel, samples: torch.Tensor) -> torch.Tensor:
