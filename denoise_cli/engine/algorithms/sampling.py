@@ -303,9 +303,14 @@ def flow_latent_start(model: torch.nn.Module, latent: torch.Tensor) -> torch.Ten
 def flow_sample(model: torch.nn.Module, latent: torch.Tensor, steps: int = FLOW_SAMPLE_STEPS,
                 denoise: bool = True) -> torch.Tensor:
     """Samples ``[N, *shape]`` of a conditional DDE by its probability flow, deterministically:
-    ``dx/ds = -s grad f(x, s)`` from ``sigma_max`` down to ``sigma`` (Heun's method, ``steps``
-    equal steps in log s) from :func:`flow_latent_start` of the standard-normal ``latent``
-    ``[N, D]`` (on the model's device), then, with ``denoise``, Tweedie's step ``x + sigma^2 grad f``.
+    ``dx/ds = -s grad f(x, s)`` from ``sigma_max`` down to ``sigma`` from
+    :func:`flow_latent_start` of the standard-normal ``latent`` ``[N, D]`` (on the model's
+    device), then, with ``denoise``, Tweedie's step ``x + sigma^2 grad f``.
+
+    Heun's method in ``s`` itself, over ``steps`` levels spaced evenly in log s.  In ``s`` the
+    slope is ``(x - D(x, s)) / s`` with ``D`` the posterior mean, so an Euler step is exact while
+    ``D`` stays put (Karras et al., 2022); steps in log s are not, and on MNIST 6 of them left
+    speckles of noise in every sample where 6 steps in ``s`` scored as well as 20.
 
     The flow carries the top level's density onto each lower one (see :func:`probability_flow`),
     so it samples like annealed Langevin dynamics without the noise, in tens of network
@@ -314,11 +319,13 @@ def flow_sample(model: torch.nn.Module, latent: torch.Tensor, steps: int = FLOW_
     """
     c = model.config
     _require_conditional(model, steps)
-
-    def rates(state: tuple[torch.Tensor], level: float) -> tuple[torch.Tensor]:
-        return (-level ** 2 * model.score(state[0], level).detach(),)
-
-    (x,) = _heun_in_log_level(rates, (flow_latent_start(model, latent),), c.sigma_max, c.sigma, steps)
+    levels = torch.logspace(math.log10(c.sigma_max), math.log10(c.sigma), steps + 1, dtype=torch.float64).tolist()
+    x = flow_latent_start(model, latent)
+    for level, lower in zip(levels[:-1], levels[1:]):
+        slope = -level * model.score(x, level).detach()
+        predicted = x + (lower - level) * slope
+        slope_end = -lower * model.score(predicted, lower).detach()
+        x = x + 0.5 * (lower - level) * (slope + slope_end)
     if denoise:
         x = x + c.sigma ** 2 * model.score(x, c.sigma)
     return x.detach()
