@@ -216,15 +216,16 @@ def test_the_shipped_mnist_model_scores_a_drawn_digit_far_above_noise(tmp_path: 
     assert min(scores["zero"], scores["one"]) > scores["noise"] + 1000, scores
 
 
-def test_the_shipped_unet_mnist_dde_draws_distinct_digits_along_its_flow(tmp_path: Path):
-    """No generator: dde-sample takes its probability flow, 40 network passes per sample."""
-    result = run_dncli("dde-sample", "--model", "mnist-unet", "-n", "12", "-o", str(tmp_path / "s.npy"),
-                       "--threads", "1")
-    assert result.returncode == 0 and b"(flow)" in result.stderr, result.stderr.decode()
-    digits = torch.from_numpy(np.load(tmp_path / "s.npy")).flatten(1)
-    assert digits.shape == (12, 784)
-    assert 0.05 < float(digits.clamp(0, 1).mean()) < 0.3  # about the ink of real digits (13 %)
-    assert float(torch.pdist(digits).min()) > 2.0  # no two alike (real digits: about 10 apart)
+def test_the_shipped_unet_mnist_dde_draws_distinct_digits_by_generator_and_flow(tmp_path: Path):
+    """Its distilled generator by default (one pass), its probability flow on request (40 passes)."""
+    for sampler, shown in ((), b"(generator)"), (("--sampler", "flow"), b"(flow)"):
+        result = run_dncli("dde-sample", "--model", "mnist-unet", "-n", "12", "-o", str(tmp_path / "s.npy"),
+                           "--threads", "1", *sampler)
+        assert result.returncode == 0 and shown in result.stderr, result.stderr.decode()
+        digits = torch.from_numpy(np.load(tmp_path / "s.npy")).flatten(1)
+        assert digits.shape == (12, 784)
+        assert 0.05 < float(digits.clamp(0, 1).mean()) < 0.3  # about the ink of real digits (13 %)
+        assert float(torch.pdist(digits).min()) > 2.0  # no two alike (real digits: about 10 apart)
 
 
 # --- training ---------------------------------------------------------------------------------------
