@@ -78,7 +78,7 @@ def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch
     """
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(count, model.config.dim, generator=generator)
-    key = pairs_key(model, count, steps, seed)
+    key = _pairs_key(model, count, steps, seed)
     targets = [_cached_targets(cache, key, model.config.dim)] if cache is not None else []
     done = sum(len(t) for t in targets)
     if done and report is not None:
@@ -97,7 +97,7 @@ def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch
     return latents, torch.cat(targets)
 
 
-def pairs_key(model: DDEModel, count: int, steps: int, seed: int) -> str:
+def _pairs_key(model: DDEModel, count: int, steps: int, seed: int) -> str:
     """What a pairs cache must match: the teacher's weights (its DDE, not the generator being
     fitted), the number of pairs, the flow steps and the seed."""
     digest = hashlib.sha256()
