@@ -269,7 +269,7 @@ def probability_flow(model: torch.nn.Module, x: torch.Tensor, steps: int = FLOW_
         return -level ** 2 * grad, -level ** 2 * laplacian
 
     start = (x.flatten(1).float(), torch.zeros(x.shape[0], dtype=torch.float64, device=x.device))
-    return _heun_in_log_level(rates, start, c.sigma, c.sigma_max, steps)
+    return _heun(rates, start, _log_grid(c.sigma, c.sigma_max, steps), to_level=math.exp)
 
 
 def _require_conditional(model: torch.nn.Module, steps: int) -> None:
@@ -279,16 +279,21 @@ def _require_conditional(model: torch.nn.Module, steps: int) -> None:
         raise ValueError("steps must be positive")
 
 
-def _heun_in_log_level(rates: Callable, state: tuple[torch.Tensor, ...], start: float, end: float,
-                       steps: int) -> tuple[torch.Tensor, ...]:
-    """Integrate ``d state / d log s = rates(state, s)`` from level ``start`` to ``end`` by Heun's
-    method in ``steps`` equal steps of ``log s``; ``state`` is a tuple of tensors."""
+def _log_grid(start: float, end: float, steps: int) -> list[float]:
+    """``steps + 1`` evenly spaced values of log s from level ``start`` to ``end``."""
     h = (math.log(end) - math.log(start)) / steps
-    for step in range(steps):
-        level = math.log(start) + step * h
-        slope = rates(state, math.exp(level))
+    return [math.log(start) + step * h for step in range(steps + 1)]
+
+
+def _heun(rates: Callable, state: tuple[torch.Tensor, ...], grid: list[float],
+          to_level: Callable[[float], float] = float) -> tuple[torch.Tensor, ...]:
+    """Integrate ``d state / dt = rates(state, to_level(t))`` over the points ``grid`` of ``t`` by
+    Heun's method; ``state`` is a tuple of tensors."""
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        h = t_next - t
+        slope = rates(state, to_level(t))
         predicted = tuple(value + h * rate for value, rate in zip(state, slope))
-        slope_end = rates(predicted, math.exp(level + h))
+        slope_end = rates(predicted, to_level(t_next))
         state = tuple(value + 0.5 * h * (a + b) for value, a, b in zip(state, slope, slope_end))
     return state
 
@@ -319,13 +324,12 @@ def flow_sample(model: torch.nn.Module, latent: torch.Tensor, steps: int = FLOW_
     """
     c = model.config
     _require_conditional(model, steps)
-    levels = torch.logspace(math.log10(c.sigma_max), math.log10(c.sigma), steps + 1, dtype=torch.float64).tolist()
-    x = flow_latent_start(model, latent)
-    for level, lower in zip(levels[:-1], levels[1:]):
-        slope = -level * model.score(x, level).detach()
-        predicted = x + (lower - level) * slope
-        slope_end = -lower * model.score(predicted, lower).detach()
-        x = x + 0.5 * (lower - level) * (slope + slope_end)
+
+    def rates(state: tuple[torch.Tensor], level: float) -> tuple[torch.Tensor]:
+        return (-level * model.score(state[0], level).detach(),)
+
+    levels = [math.exp(t) for t in _log_grid(c.sigma_max, c.sigma, steps)]
+    (x,) = _heun(rates, (flow_latent_start(model, latent),), levels)
     if denoise:
         x = x + c.sigma ** 2 * model.score(x, c.sigma)
     return x.detach()

@@ -78,13 +78,15 @@ def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch
     """
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(count, model.config.dim, generator=generator)
-    key = _pairs_key(model, count, steps, seed)
-    targets = [_cached_targets(cache, key, model.config.dim)] if cache is not None else []
-    done = sum(len(t) for t in targets)
-    if done and report is not None:
-        report(done, count)
+    cached = torch.zeros(0, model.config.dim)
+    if cache is not None:
+        key = _pairs_key(model, count, steps, seed)
+        cached = _cached_targets(cache, key, model.config.dim)
+        if len(cached) and report is not None:
+            report(len(cached), count)
+    targets = [cached]
     saved_at = time.monotonic()
-    for start in range(done, count, batch):
+    for start in range(len(cached), count, batch):
         sample = sampling.flow_sample(model, latents[start:start + batch].to(device), steps).flatten(1)
         targets.append(generator_units(model, sample).cpu())
         finished = start + batch >= count
