@@ -571,6 +571,18 @@ def test_an_interrupted_draw_of_distillation_pairs_continues_from_its_cache(tmp_
     other = dde_distill.flow_pairs(model, 50, 3, seed=8, device=cpu, batch=50, cache=cache,
                                    report=lambda done, count: reported.append(done))
     assert reported == [50] and not torch.equal(other[1], fresh[1])  # another seed: drawn anew
+    reported.clear()
+    dde_distill.flow_pairs(model, 50, 3, seed=7, device=cpu, batch=50, cache=cache)
+    more = dde_distill.flow_pairs(model, 70, 3, seed=7, device=cpu, batch=20, cache=cache,
+                                  report=lambda done, count: reported.append(done))
+    assert reported == [50, 70]  # read 50, drew the 20 more asked for
+    fresh_more = dde_distill.flow_pairs(model, 70, 3, seed=7, device=cpu, batch=70)
+    assert all(torch.equal(a, b) for a, b in zip(more, fresh_more))
+    assert all(torch.equal(a[:50], b) for a, b in zip(more, fresh))
+    reported.clear()
+    fewer = dde_distill.flow_pairs(model, 30, 3, seed=7, device=cpu, batch=20, cache=cache,
+                                   report=lambda done, count: reported.append(done))
+    assert reported == [30] and all(torch.equal(a, b[:30]) for a, b in zip(fewer, fresh))  # read, none drawn
     for junk in (b"PK\x03\x04 truncated", b"", None):
         if junk is None:
             np.save(cache.with_suffix(".npy"), np.zeros(3))

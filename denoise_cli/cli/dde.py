@@ -310,10 +310,10 @@ def distill_command(
     checkpoint_every: CheckpointEvery = 300.0,
     pairs_cache: Annotated[Optional[Path], typer.Option(
         "--pairs-cache", help="Keep the pairs in this .npz file, saved every minute as they are drawn: a later "
-                              "run with the same model, --pairs, --flow-steps and --seed reads them instead of "
-                              "drawing them again (an interrupted run, --resume, another generator size); a "
-                              "file of other pairs is overwritten. Under torchrun each process keeps its own, "
-                              "NAME.rankN.npz.")] = None,
+                              "run with the same model, --flow-steps and --seed reads them instead of drawing "
+                              "them again (an interrupted run, --resume, another generator size) and draws only "
+                              "the pairs a larger --pairs adds; a file of other pairs is overwritten. Under "
+                              "torchrun each process keeps its own, NAME.rankN.npz.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the checkpoint in --output (its pairs are drawn again, identically, unless "
                          "--pairs-cache has them).")] = False,

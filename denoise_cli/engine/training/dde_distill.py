@@ -19,10 +19,12 @@ validation metric is that error on pairs held aside, with the fraction of the fl
 variance it leaves (``unexplained``).
 
 Drawing the pairs dominates the cost on a CPU (hours for 100,000 MNIST pairs), so they can be kept
-in a cache file written as they are drawn: an interrupted draw continues where it stopped, and a
+in a cache file written as they are drawn: an interrupted draw continues where it stopped, a
 second generator (another size, a longer schedule) is fitted to the same pairs without drawing them
-again.  The latents are not stored, since the seed gives them again; the file holds the targets
-drawn so far and the key of what they are pairs of (the teacher's weights, count, steps, seed).
+again, and asking for more pairs draws only the ones not yet in the file.  The latents are not
+stored, since the seed gives them again (drawn in fixed blocks of rows, so the first N latents of a
+seed are the same whatever the count); the file holds the targets drawn so far and the key of what
+they are pairs of (the teacher's weights, steps, seed).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from ..models.dde import DDEModel
 
 VALIDATION_FRACTION = 0.05  # of the pairs, held aside
 CACHE_SAVE_EVERY = 60.0  # seconds between saves of the pairs cache while drawing
+LATENT_BLOCK = 1024  # rows of latents per draw from the seeded generator
 
 
 @dataclass
@@ -73,15 +76,15 @@ def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch
 
     With ``cache`` (an ``.npz`` path) the targets drawn so far are saved there about every
     ``CACHE_SAVE_EVERY`` seconds and at the end, and read back first when the file holds pairs of
-    the same teacher, count, steps and seed (otherwise it is overwritten); ``report(done, count)``
-    is called after every read and save.
+    the same teacher, steps and seed (otherwise it is overwritten): its first ``count`` pairs are
+    used, and only those it lacks are drawn.  ``report(done, count)`` is called after every read
+    and save.
     """
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(count, model.config.dim, generator=generator)
+    latents = _seeded_latents(count, model.config.dim, seed)
     cached = torch.zeros(0, model.config.dim)
     if cache is not None:
-        key = _pairs_key(model, count, steps, seed)
-        cached = _cached_targets(cache, key, model.config.dim)
+        key = _pairs_key(model, steps, seed)
+        cached = _cached_targets(cache, key, model.config.dim)[:count]
         if len(cached) and report is not None:
             report(len(cached), count)
     targets = [cached]
@@ -99,15 +102,24 @@ def flow_pairs(model: DDEModel, count: int, steps: int, seed: int, device: torch
     return latents, torch.cat(targets)
 
 
-def _pairs_key(model: DDEModel, count: int, steps: int, seed: int) -> str:
+def _seeded_latents(count: int, dim: int, seed: int) -> torch.Tensor:
+    """``count`` standard-normal latents ``[count, dim]`` from a CPU generator seeded ``seed``, the
+    first N the same for every ``count`` >= N (``torch.randn`` of another shape may draw its numbers
+    in another order)."""
+    generator = torch.Generator().manual_seed(seed)
+    blocks = [torch.randn(LATENT_BLOCK, dim, generator=generator) for _ in range(-(-count // LATENT_BLOCK))]
+    return torch.cat(blocks)[:count] if blocks else torch.zeros(0, dim)
+
+
+def _pairs_key(model: DDEModel, steps: int, seed: int) -> str:
     """What a pairs cache must match: the teacher's weights (its DDE, not the generator being
-    fitted), the number of pairs, the flow steps and the seed."""
+    fitted), the flow steps and the seed."""
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         if not name.startswith(("generator.", "fake.")):
             digest.update(name.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return json.dumps({"teacher": digest.hexdigest(), "count": count, "steps": steps, "seed": seed})
+    return json.dumps({"teacher": digest.hexdigest(), "steps": steps, "seed": seed})
 
 
 def _cached_targets(cache: Path, key: str, dim: int) -> torch.Tensor:
