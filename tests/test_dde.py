@@ -536,6 +536,12 @@ def test_a_generator_distilled_from_the_flow_samples_in_one_pass(tmp_path: Path)
                        "--threads", "1")
     assert sample.returncode == 0 and b"(generator)" in sample.stderr, sample.stderr.decode()
     assert np.load(tmp_path / "g.npy").shape == (8, 2)
+    again = tmp_path / "g2.pt"  # distilled anew from the distilled model: its training record is still the DDE's
+    result = run_dncli("dde-distill", "--model", str(student), "-o", str(again), "--pairs", "100", "--gen-width", "8",
+                       "--max-steps", "1", "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert weights.load_model(again).meta["dde_training"] == distilled.meta["dde_training"]
+    assert distilled.meta["dde_training"]["method"] == "dde"
     plain = tmp_path / "plain.pt"
     assert run_dncli("dde-train", "toy:rings", "--no-generator", "--max-steps", "2", "-o", str(plain),
                      *TINY_CLI).returncode == 0

@@ -358,7 +358,9 @@ def distill_command(
         network = registry.build("dde", options)
         kept = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("generator.", "fake."))}
         network.load_state_dict(kept, strict=False)
-        network.meta = {"dde_training": _training_record(teacher, record)}
+        teacher_training = _training_record(teacher, record)
+        # A teacher distilled before carries its DDE's record inside its own.
+        network.meta = {"dde_training": teacher_training.get("dde_training", teacher_training)}
         source = model
     network = network.to(torch_device)
     per_process = -(-pairs // ddp.world_size())
