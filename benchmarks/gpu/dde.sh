@@ -14,8 +14,9 @@
 # here); the DDE trains on test images 0-7999 and validates on 8000-9999, as dde_mnist.sh does.
 # ENERGY (default unet), WIDTH (64), DEPTH (1), BATCH (256), PAIRS (100000), FLOW_STEPS (6: the
 # shipped mnist-unet's flow samples scored as well at 4-6 steps as at 20), GEN_DEPTH (3: hidden
-# layers after the first, as shipped), GEN_STEPS (15000) and BENCH (extra options of benchmarks/dde.py) override the recipe.  On 2 CPU cores the unet energy
-# of width 32 made 2 steps/s at batch 64 (benchmarks/dde_mnist.sh).
+# layers after the first, as shipped), GEN_STEPS (15000) and BENCH (extra options of
+# benchmarks/dde.py) override the recipe.  On 2 CPU cores the unet energy of width 32 made
+# 2 steps/s at batch 64 (benchmarks/dde_mnist.sh).
 set -uo pipefail
 LABEL=dde BUDGET=${BUDGET:-480}
 source "$(dirname "$0")/common.sh"
@@ -27,7 +28,8 @@ JOBS
     train_side_by_side dde-mnist-dde
 else
     dncli dde-distill --model "$DDE" -o "$work/dde-mnist-checkpoint.pt" --pairs "${PAIRS:-100000}" \
-        --flow-steps "${FLOW_STEPS:-6}" --gen-depth "${GEN_DEPTH:-3}" --max-steps "${GEN_STEPS:-15000}" --device "$device" --seed 0 $extra --json >"$OUT/distill.json"
+        --flow-steps "${FLOW_STEPS:-6}" --gen-depth "${GEN_DEPTH:-3}" --max-steps "${GEN_STEPS:-15000}" \
+        --device "$device" --seed 0 $extra --json >"$OUT/distill.json"
     echo "distillation rc=$?"
     # The DDE with its generator exceeds the 16 MiB a returned file may have: it comes back in
     # parts; rejoin them with  cat dde-mnist.pt.part* > dde-mnist.pt

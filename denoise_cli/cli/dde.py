@@ -356,11 +356,8 @@ def distill_command(
                    "generator_width": gen_width, "generator_depth": gen_depth, "generator_residual": False,
                    "generator_output": "sigmoid" if teacher.is_image else "linear"}
         network = registry.build("dde", options)
-        kept = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("generator.", "fake."))}
-        network.load_state_dict(kept, strict=False)
-        teacher_training = _training_record(teacher, record)
-        # A teacher distilled before carries its DDE's record inside its own.
-        network.meta = {"dde_training": teacher_training.get("dde_training", teacher_training)}
+        network.load_state_dict(teacher.density_state(), strict=False)
+        network.meta = {"dde_training": _dde_training_record(teacher, record)}
         source = model
     network = network.to(torch_device)
     per_process = -(-pairs // ddp.world_size())
@@ -531,12 +528,15 @@ def _load_model_and_record(spec: str):
     return weights.load_shipped(name), None
 
 
-def _training_record(network, record: dict | None) -> dict:
-    """How a DDE model was trained: a shipped model's manifest record, or its checkpoint's
-    ``record``'s meta with the steps and wall time."""
+def _dde_training_record(network, record: dict | None) -> dict:
+    """How a DDE model's density was trained: a shipped model's manifest record, or its
+    checkpoint's ``record``'s meta with the steps and wall time; for a distilled model, the record
+    of its DDE that it carries inside its own."""
     if record is None:
-        return network.meta.get("training", network.meta)
-    return {**record.get("meta", {}), "steps": record.get("step"), "wall_time_s": record.get("elapsed")}
+        training = network.meta.get("training", network.meta)
+    else:
+        training = {**record.get("meta", {}), "steps": record.get("step"), "wall_time_s": record.get("elapsed")}
+    return training.get("dde_training", training)
 
 
 def _output_kind(output: str | None, format: str | None, model) -> str:

@@ -331,6 +331,11 @@ class DDEModel(nn.Module):
     def is_image(self) -> bool:
         return len(self.config.shape) == 3
 
+    def density_state(self) -> dict[str, torch.Tensor]:
+        """The state of the density model alone: everything but the generator and the energy
+        network that tracks its samples."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("generator.", "fake."))}
+
     def set_data_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """Record the per-dimension mean and variance of the training data (``[D]`` each)."""
         self.data_mean.copy_(mean.reshape(-1))

@@ -115,10 +115,9 @@ def _pairs_key(model: DDEModel, steps: int, seed: int) -> str:
     """What a pairs cache must match: the teacher's weights (its DDE, not the generator being
     fitted), the flow steps and the seed."""
     digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        if not name.startswith(("generator.", "fake.")):
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for name, value in sorted(model.density_state().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return json.dumps({"teacher": digest.hexdigest(), "steps": steps, "seed": seed})
 
 
