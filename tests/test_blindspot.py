@@ -246,6 +246,29 @@ def test_learned_level_model_answers_sigma_auto_and_resumes(tmp_path: Path):
     assert 0 < level < 255
 
 
+def test_fine_tuning_starts_from_the_given_weights_and_keeps_their_architecture(tmp_path: Path, tiny_weights):
+    from denoise_cli.cli.app import main
+
+    noisy = tmp_path / "noisy.npy"
+    np.save(noisy, _noisy_image(1, size=48)[0])
+    first, tuned = tmp_path / "first.pt", tmp_path / "tuned.pt"
+    common = ["--sigma", "25", "--channels", "1", "--quiet", *SMALL_CLI]
+    assert main(["blindspot-train", str(noisy), "-o", str(first), "--max-steps", "3", *common]) == 0
+    # other widths on the command line: the starting model's architecture wins, as with --resume
+    assert main(["blindspot-train", str(noisy), "-o", str(tuned), "--init", str(first), "--max-steps", "2",
+                 "--lr", "1e-9", *common, "--widths", "16,8"]) == 0
+    start, end = (torch.load(path, weights_only=True) for path in (first, tuned))
+    assert end["options"] == start["options"] and end["step"] == 2
+    assert end["meta"]["initial_weights"] == str(first)
+    assert max((end["state_dict"][k] - v).abs().max() for k, v in start["state_dict"].items()) < 1e-4
+
+    unet = tiny_weights(channels=1)  # a supervised denoiser, not a blind-spot one
+    refused = run_dncli("blindspot-train", str(noisy), "-o", str(tmp_path / "x.pt"), "--init", str(unet), *common)
+    assert refused.returncode == 2 and "not a blind-spot model" in refused.stderr.decode()
+    assert main(["blindspot-train", str(noisy), "-o", str(tuned), "--init", str(first), "--resume", *common]) == 2
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_usage_errors(tmp_path: Path):
     from denoise_cli.cli.app import main
 

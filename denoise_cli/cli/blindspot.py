@@ -65,6 +65,9 @@ def command(
                             "validates with its own estimate.")] = None,
     validate_every: ValidateEvery = 1000,
     checkpoint_every: CheckpointEvery = 300.0,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Fine-tune these blind-spot weights (a shipped name or a file; their architecture "
+                       "and noise mode are kept) instead of starting from random ones.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the checkpoint in --output (its architecture and noise mode are kept).")] = False,
     seed: Seed = 0,
@@ -87,26 +90,34 @@ def command(
         raise UsageError("--val-noisy needs --val (the clean references)")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
-    if resume:
-        record = weights.load_checkpoint(output)
-        options = record["options"]
+    if resume and init:
+        raise UsageError("--init starts a new training run: drop it to --resume one")
+    if resume or init:
+        source = output if resume else weights.resolve(init)
+        record = weights.load_checkpoint(source)
         if record.get("arch") != "blindspot":
-            raise UsageError(f"{output} is not a blind-spot checkpoint")
-        trained_sigma = record.get("meta", {}).get("sigma")
+            what = f"{output} is not a blind-spot checkpoint" if resume else \
+                f"--init {init}: not a blind-spot model (such as blindspot-color-s25)"
+            raise UsageError(what)
+        options = record["options"]
+        meta = record.get("meta", {})
+        trained_sigma = meta.get("sigma") if resume else None
         if sigma is not None and trained_sigma is not None and sigma != trained_sigma:
             raise UsageError(f"--sigma {sigma:g} differs from the checkpoint's {trained_sigma:g}")
         sigma = trained_sigma if sigma is None else sigma
         mode = options["noise"]
-        arch = record.get("meta", {}).get("arch", arch)
+        arch = meta.get("arch", arch)
         masked = not options.get("blind", True)
+        initial_weights = meta.get("initial_weights") if resume else init
+        model = weights.model_from_record(record, str(source))
     else:
         mode = sigma_mode
-        options = _architecture(arch, channels, depth, widths, head, mode, masked)
+        initial_weights = None
+        model = registry.build("blindspot", _architecture(arch, channels, depth, widths, head, mode, masked))
     if not masked:
         _check_sigma(mode, sigma)
     elif sigma is not None or mode != "known":
         raise UsageError("--masked learns no noise level: drop --sigma and --sigma-mode")
-    model = registry.build("blindspot", options)
     channels = model.config.channels
 
     console.info(f"loading noisy training images from {', '.join(map(str, noisy))}")
@@ -128,6 +139,7 @@ def command(
                          seed=seed, precision=precision)
     meta = {"method": "blindspot", "training_data": [str(d) for d in noisy], "sigma": sigma,
             "sigma_mode": "masked" if masked else mode, "arch": arch, "patch": patch,
+            "initial_weights": initial_weights,
             "device": str(torch_device), "world_size": ddp.world_size()}
 
     result = training.run(model, task, config, output, meta, torch_device, resume)
