@@ -266,6 +266,9 @@ def test_fine_tuning_starts_from_the_given_weights_and_keeps_their_architecture(
     refused = run_dncli("blindspot-train", str(noisy), "-o", str(tmp_path / "x.pt"), "--init", str(unet), *common)
     assert refused.returncode == 2 and "not a blind-spot model" in refused.stderr.decode()
     assert main(["blindspot-train", str(noisy), "-o", str(tuned), "--init", str(first), "--resume", *common]) == 2
+    unknown_level = run_dncli("blindspot-train", str(noisy), "-o", str(tmp_path / "x.pt"), "--init", str(first),
+                              *common[2:])
+    assert unknown_level.returncode == 2 and "known noise level" in unknown_level.stderr.decode()
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -114,6 +114,8 @@ def command(
         mode = sigma_mode
         initial_weights = None
         model = registry.build("blindspot", _architecture(arch, channels, depth, widths, head, mode, masked))
+    if init and mode == "known" and sigma is None:
+        raise UsageError(f"--init {init} is a model for a known noise level: give your images' level with --sigma")
     if not masked:
         _check_sigma(mode, sigma)
     elif sigma is not None or mode != "known":
