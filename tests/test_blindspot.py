@@ -265,7 +265,11 @@ def test_fine_tuning_starts_from_the_given_weights_and_keeps_their_architecture(
     unet = tiny_weights(channels=1)  # a supervised denoiser, not a blind-spot one
     refused = run_dncli("blindspot-train", str(noisy), "-o", str(tmp_path / "x.pt"), "--init", str(unet), *common)
     assert refused.returncode == 2 and "not a blind-spot model" in refused.stderr.decode()
-    assert main(["blindspot-train", str(noisy), "-o", str(tuned), "--init", str(first), "--resume", *common]) == 2
+    # resuming the fine-tune continues it (as timed_training.sh does with the same command line)
+    assert main(["blindspot-train", str(noisy), "-o", str(tuned), "--init", str(first), "--resume",
+                 "--max-steps", "3", *common]) == 0
+    resumed = torch.load(tuned, weights_only=True)
+    assert resumed["step"] == 3 and resumed["meta"]["initial_weights"] == str(first)
     unknown_level = run_dncli("blindspot-train", str(noisy), "-o", str(tmp_path / "x.pt"), "--init", str(first),
                               *common[2:])
     assert unknown_level.returncode == 2 and "known noise level" in unknown_level.stderr.decode()

@@ -67,7 +67,7 @@ def command(
     checkpoint_every: CheckpointEvery = 300.0,
     init: Annotated[Optional[str], typer.Option(
         "--init", help="Fine-tune these blind-spot weights (a shipped name or a file; their architecture "
-                       "and noise mode are kept) instead of starting from random ones.")] = None,
+                       "and noise mode are kept) instead of starting from random ones; --resume ignores it.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the checkpoint in --output (its architecture and noise mode are kept).")] = False,
     seed: Seed = 0,
@@ -90,9 +90,7 @@ def command(
         raise UsageError("--val-noisy needs --val (the clean references)")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
-    if resume and init:
-        raise UsageError("--init starts a new training run: drop it to --resume one")
-    if resume or init:
+    if resume or init:  # a checkpoint to resume wins over --init, as in 'dncli train'
         source = output if resume else weights.resolve(init)
         record = weights.load_checkpoint(source)
         if record.get("arch") != "blindspot":
