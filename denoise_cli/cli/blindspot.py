@@ -104,7 +104,7 @@ def command(
             raise UsageError(f"--sigma {sigma:g} differs from the checkpoint's {trained_sigma:g}")
         sigma = trained_sigma if sigma is None else sigma
         mode = options["noise"]
-        arch = meta.get("arch", arch)
+        arch = meta.get("arch") or meta.get("training", {}).get("arch", arch)  # shipped: under "training"
         masked = not options.get("blind", True)
         initial_weights = meta.get("initial_weights") if resume else init
         model = weights.model_from_record(record, str(source))
