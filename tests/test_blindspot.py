@@ -274,6 +274,10 @@ def test_fine_tuning_starts_from_the_given_weights_and_keeps_their_architecture(
                               *common[2:])
     assert unknown_level.returncode == 2 and "known noise level" in unknown_level.stderr.decode()
     assert not (tmp_path / "x.pt").exists()
+    masked = tmp_path / "masked.pt"  # a masked baseline learns no level, so it needs no --sigma either
+    assert main(["blindspot-train", str(noisy), "-o", str(masked), "--masked", "--max-steps", "1", *common[2:]]) == 0
+    assert main(["blindspot-train", str(noisy), "-o", str(tmp_path / "masked2.pt"), "--init", str(masked),
+                 "--max-steps", "1", *common[2:]]) == 0
 
 
 def test_usage_errors(tmp_path: Path):

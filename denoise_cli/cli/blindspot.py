@@ -90,32 +90,30 @@ def command(
         raise UsageError("--val-noisy needs --val (the clean references)")
     torch_device = training.prepare(output, resume, device, threads, precision, seed)
 
-    if resume or init:  # a checkpoint to resume wins over --init, as in 'dncli train'
-        source = output if resume else weights.resolve(init)
-        record = weights.load_checkpoint(source)
+    record, initial_weights = None, None
+    if resume:  # wins over --init, as in 'dncli train'
+        record = weights.load_checkpoint(output)
         if record.get("arch") != "blindspot":
-            what = f"{output} is not a blind-spot checkpoint" if resume else \
-                f"--init {init}: not a blind-spot model (such as blindspot-color-s25)"
-            raise UsageError(what)
-        options = record["options"]
-        meta = record.get("meta", {})
-        trained_sigma = meta.get("sigma") if resume else None
+            raise UsageError(f"{output} is not a blind-spot checkpoint")
+        initial_weights = record.get("meta", {}).get("initial_weights")
+        trained_sigma = record.get("meta", {}).get("sigma")
         if sigma is not None and trained_sigma is not None and sigma != trained_sigma:
             raise UsageError(f"--sigma {sigma:g} differs from the checkpoint's {trained_sigma:g}")
         sigma = trained_sigma if sigma is None else sigma
-        mode = options["noise"]
-        arch = meta.get("arch") or meta.get("training", {}).get("arch", arch)  # shipped: under "training"
-        masked = not options.get("blind", True)
-        initial_weights = meta.get("initial_weights") if resume else init
-        model = weights.model_from_record(record, str(source))
-    else:
+        model = weights.model_from_record(record, str(output))
+    elif init:
+        record, model = training.starting_model(init, "--init", "blindspot",
+                                                "not a blind-spot model (such as blindspot-color-s25)")
+        initial_weights = init
+    if record is None:
         mode = sigma_mode
-        initial_weights = None
         model = registry.build("blindspot", _architecture(arch, channels, depth, widths, head, mode, masked))
-    if init and mode == "known" and sigma is None:
-        raise UsageError(f"--init {init} is a model for a known noise level: give your images' level with --sigma")
+    else:
+        mode = record["options"]["noise"]
+        arch = weights.training_meta(record.get("meta", {})).get("arch", arch)
+        masked = not record["options"].get("blind", True)
     if not masked:
-        _check_sigma(mode, sigma)
+        _check_sigma(mode, sigma, None if resume else init)
     elif sigma is not None or mode != "known":
         raise UsageError("--masked learns no noise level: drop --sigma and --sigma-mode")
     channels = model.config.channels
@@ -148,9 +146,11 @@ def command(
     return 0
 
 
-def _check_sigma(mode: str, sigma: float | None) -> None:
+def _check_sigma(mode: str, sigma: float | None, init: str | None = None) -> None:
     if mode not in SIGMA_MODES:
         raise UsageError(f"--sigma-mode {mode!r}: use {', '.join(SIGMA_MODES)}")
+    if mode == "known" and sigma is None and init:
+        raise UsageError(f"--init {init} is a model for a known noise level: give your images' level with --sigma")
     if mode == "known" and sigma is None:
         raise UsageError("--sigma-mode known needs --sigma (the noise level of the images, 0..255 scale); "
                          "or let the model learn it with --sigma-mode global or per-image")

@@ -532,8 +532,10 @@ def _dde_training_record(network, record: dict | None) -> dict:
     """How a DDE model's density was trained: a shipped model's manifest record, or its
     checkpoint's ``record``'s meta with the steps and wall time; for a distilled model, the record
     of its DDE that it carries inside its own."""
+    from ..engine import weights
+
     if record is None:
-        training = network.meta.get("training", network.meta)
+        training = weights.training_meta(network.meta)
     else:
         training = {**record.get("meta", {}), "steps": record.get("step"), "wall_time_s": record.get("elapsed")}
     return training.get("dde_training", training)

@@ -97,17 +97,23 @@ def check_patch_side(side: int, option: str) -> None:
         raise UsageError(f"{option} must be a multiple of 4, at least 16")
 
 
-def starting_denoiser(spec: str, option: str, channels: int):
-    """``(record, model)`` of the unet3 denoiser a trainer starts from: a shipped name or a
-    weights file, which must be a unet3 model of ``channels`` channels (UsageError naming
-    ``option`` otherwise)."""
+def starting_model(spec: str, option: str, arch: str, needed: str, channels: int | None = None):
+    """``(record, model)`` a trainer starts from: a shipped name or a weights file, which must hold
+    an ``arch`` model (of ``channels`` channels, when given); otherwise a UsageError
+    ``"{option} {spec}: {needed}"``."""
     from ..engine import weights
 
     record = weights.load_checkpoint(weights.resolve(spec))
-    if record["arch"] != "unet3" or record["options"].get("channels") != channels:
-        kind, name = ("colour", "unet3-color") if channels == 3 else ("gray", "unet3-gray")
-        raise UsageError(f"{option} {spec}: a {kind} unet3 denoiser is needed, such as {name}")
+    if record.get("arch") != arch or (channels is not None and record["options"].get("channels") != channels):
+        raise UsageError(f"{option} {spec}: {needed}")
     return record, weights.model_from_record(record, spec)
+
+
+def starting_denoiser(spec: str, option: str, channels: int):
+    """``(record, model)`` of the unet3 denoiser of ``channels`` channels a trainer starts from
+    (:func:`starting_model`)."""
+    kind, name = ("colour", "unet3-color") if channels == 3 else ("gray", "unet3-gray")
+    return starting_model(spec, option, "unet3", f"a {kind} unet3 denoiser is needed, such as {name}", channels)
 
 
 def crop_and_pad(task: str, crop: int | None, pad: int | None) -> tuple[int, int]:

@@ -92,6 +92,12 @@ def model_from_record(record: dict, source: str) -> nn.Module:
     return model
 
 
+def training_meta(meta: dict) -> dict:
+    """How a model was trained, from its ``meta``: shipped weights keep it under ``training``
+    (``benchmarks/release_weights.py``), a checkpoint at the top level."""
+    return meta.get("training", meta)
+
+
 def load_model(path: Path) -> nn.Module:
     """A model in eval mode from a user's weights file or checkpoint."""
     return model_from_record(load_checkpoint(path), str(path))
