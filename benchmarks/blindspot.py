@@ -5,6 +5,7 @@
     python benchmarks/blindspot.py --fit-steps 2000 --sets Set12      # self-supervised on the test inputs
     python benchmarks/blindspot.py --weights-color bs-s25.pt bs-5-50.pt --sweep 5,10,15,20,25,30,40,50
     python benchmarks/blindspot.py ... --json benchmarks/results/blindspot.json
+    python benchmarks/blindspot.py --weights-color bs-s25.pt --ensemble   # as 'dncli denoise --ensemble' runs
 
 Quality follows protocol P1 of ../shared/design/BENCHMARK.md: clean = png / 255, Gaussian noise
 seeded by [int(sigma), index in sorted order], not clipped; outputs rounded to uint8; PSNR over
@@ -21,7 +22,8 @@ the test sigma for every given model of its channels, with sigma known and not k
 (then the model's own estimate, or for a known-sigma model the estimate of ``dncli denoise -s
 auto``), beside the supervised model at the known sigma; a table, and a PNG (``line_chart.py``).
 Speed is the median wall time on a random image of --speed-size pixels a side after a warm-up,
-as megapixels per second with the device and thread count; cost is multiply-accumulates per
+as megapixels per second with the device and thread count (with --ensemble, of the ensembled
+posterior: 8 passes); cost is multiply-accumulates per
 pixel counted from the layer shapes, and parameters.
 """
 from __future__ import annotations
@@ -123,10 +125,11 @@ def scores(runner: Runner, pairs: list[tuple[np.ndarray, np.ndarray]], levels: l
 
 
 def quality(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], sigma: int,
-            device: torch.device, precision: str) -> dict:
-    """Mean PSNR/SSIM of the posterior mean and of the blind-spot mean over ``pairs``; a model
-    that learned the noise level uses its own estimate (reported as ``sigma_est``)."""
-    posterior = Runner(model, device, precision)
+            device: torch.device, precision: str, ensemble: bool = False) -> dict:
+    """Mean PSNR/SSIM of the posterior mean (self-ensembled with ``ensemble``) and of the plain
+    blind-spot mean over ``pairs``; a model that learned the noise level uses its own estimate
+    (reported as ``sigma_est``)."""
+    posterior = Runner(model, device, precision, ensemble=ensemble)
     levels = noise_levels(model, posterior, pairs, None if model.estimates_sigma else sigma)
     summary = {"images": len(pairs)}
     if model.estimates_sigma:
@@ -138,14 +141,14 @@ def quality(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], 
 
 
 def sweep(models: dict[str, torch.nn.Module], supervised: tuple[str, torch.nn.Module], folder: Path,
-          sigmas: list[int], limit: int | None, device: torch.device, precision: str
+          sigmas: list[int], limit: int | None, device: torch.device, precision: str, ensemble: bool = False
           ) -> tuple[dict[str, list[float]], int]:
     """Posterior PSNR against the test sigma: every blind-spot model with sigma known and not
-    known at inference, and the supervised model with sigma known (Honzatko et al.'s Figure 2);
-    returns the curves and the number of images."""
-    runners = {label: Runner(model, device, precision) for label, model in models.items()}
+    known at inference, and the supervised model with sigma known (Honzatko et al.'s Figure 2),
+    all self-ensembled with ``ensemble``; returns the curves and the number of images."""
+    runners = {label: Runner(model, device, precision, ensemble=ensemble) for label, model in models.items()}
     name, network = supervised
-    reference = Runner(network, device, precision)
+    reference = Runner(network, device, precision, ensemble=ensemble)
     curves: dict[str, list[float]] = {}
     for sigma in sigmas:
         pairs = load_set(folder, sigma, limit)
@@ -177,14 +180,15 @@ def sweep_report(curves: dict[str, list[float]], sigmas: list[int], set_name: st
     print(f"\nPlot {plot}: x test sigma, y PSNR (dB); {legend}; solid sigma known, dashed sigma unknown.")
 
 
-def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int) -> dict:
+def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int, ensemble: bool = False) -> dict:
     """Parameters, MAC per pixel (network; plus the noise estimator where there is one) and speed."""
     channels = model.config.channels
     row = {"parameters": parameter_count(model), "macs_per_pixel": macs_per_pixel(model.cpu(), channels)}
     if model.noise_net is not None:  # 'same' convolutions: in * out * taps per pixel each
         row["noise_macs_per_pixel"] = float(sum(m.weight[0].numel() * m.out_channels
                                                  for m in model.noise_net if isinstance(m, torch.nn.Conv2d)))
-    row["megapixels_per_s"] = speeds({"model": Runner(model, device, precision)}, size=size)["model"]
+    row["megapixels_per_s"] = speeds({"model": Runner(model, device, precision, ensemble=ensemble)},
+                                     size=size)["model"]
     return row
 
 
@@ -211,6 +215,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="posteriors as 'dncli denoise --ensemble' gives them (8 flips and quarter turns)")
     parser.add_argument("--limit", type=int, help="images per set (quick runs)")
     parser.add_argument("--speed-size", type=int, default=1024, help="side of the timed image (pixels)")
     parser.add_argument("--json", type=Path, help="also write the results here, e.g. benchmarks/results/")
@@ -224,10 +230,12 @@ def main() -> None:
     if args.sweep and args.fit_steps:
         parser.error("--sweep scores shipped or trained weights, not --fit-steps")
     results: dict = {"protocol": "P1", "device": str(device), "threads": args.threads, "precision": args.precision,
+                     "ensemble": args.ensemble,
                      "weights": {"gray": paths[1], "color": paths[3]}, "fit_steps": args.fit_steps, "sets": {}, "models": {}}
 
+    ensembled = ", posterior self-ensemble x8" if args.ensemble else ""
     print(f"## P1 blind-spot denoising (PSNR dB / SSIM), device {device}, {args.threads} threads, "
-          f"{args.precision}\n")
+          f"{args.precision}{ensembled}\n")
     print("| set | sigma | model | posterior PSNR | SSIM | blind-spot mean PSNR | SSIM | sigma estimate | "
           "FFDNet (supervised) | images |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -249,7 +257,7 @@ def main() -> None:
                       "| | | | | | |")
             for label, model in models.items():
                 timed.setdefault(f"{'gray' if channels == 1 else 'colour'}: {label}", model)
-                row = quality(model, pairs, sigma, device, args.precision)
+                row = quality(model, pairs, sigma, device, args.precision, args.ensemble)
                 results["sets"].setdefault(name, {}).setdefault(label, {})[sigma] = row
                 estimate = f"{row['sigma_est']:.2f}" if "sigma_est" in row else "given"
                 reference = f"{FFDNET_25[name]:.2f}" if sigma == 25 else "-"
@@ -265,18 +273,18 @@ def main() -> None:
         supervised = weight_files.load_model(weight_files.resolve(supervised_name))
         limit = args.sweep_limit or args.limit
         curves, images = sweep(loaded[channels], (Path(supervised_name).stem, supervised), folder, sigmas, limit,
-                               device, args.precision)
+                               device, args.precision, args.ensemble)
         plot = args.plot or (args.json.parent if args.json else Path(".")) / "blindspot_sweep.png"
         sweep_report(curves, sigmas, args.sweep_set, images, plot)
         results["sweep"] = {"set": args.sweep_set, "images": images, "sigmas": sigmas, "psnr": curves,
                             "plot": str(plot)}
 
     print(f"\n## Speed and cost (device {device}, {args.threads} CPU threads, {args.precision}, "
-          f"{args.speed_size}x{args.speed_size} image)\n")
+          f"{args.speed_size}x{args.speed_size} image{ensembled})\n")
     print("| model | params | MAC/pixel | noise estimator MAC/pixel | megapixels/s |")
     print("|---|---|---|---|---|")
     for label, model in timed.items():
-        row = cost(model, device, args.precision, args.speed_size)
+        row = cost(model, device, args.precision, args.speed_size, args.ensemble)
         results["models"][label] = row
         noise = f"{row['noise_macs_per_pixel'] / 1e3:.1f} k" if "noise_macs_per_pixel" in row else "-"
         print(f"| {label} | {row['parameters'] / 1e6:.2f} M | {row['macs_per_pixel'] / 1e3:.0f} k | {noise} | "
