@@ -23,8 +23,8 @@ the test sigma for every given model of its channels, with sigma known and not k
 auto``), beside the supervised model at the known sigma; a table, and a PNG (``line_chart.py``).
 Speed is the median wall time on a random image of --speed-size pixels a side after a warm-up,
 as megapixels per second with the device and thread count (with --ensemble, of the ensembled
-posterior: 8 passes); cost is multiply-accumulates per
-pixel counted from the layer shapes, and parameters.
+posterior: 8 passes); cost is multiply-accumulates per pixel counted from the layer shapes, and
+parameters.
 """
 from __future__ import annotations
 

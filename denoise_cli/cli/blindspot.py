@@ -95,8 +95,8 @@ def command(
         record = weights.load_checkpoint(output)
         if record.get("arch") != "blindspot":
             raise UsageError(f"{output} is not a blind-spot checkpoint")
-        initial_weights = record.get("meta", {}).get("initial_weights")
-        trained_sigma = record.get("meta", {}).get("sigma")
+        meta = record.get("meta", {})
+        initial_weights, trained_sigma = meta.get("initial_weights"), meta.get("sigma")
         if sigma is not None and trained_sigma is not None and sigma != trained_sigma:
             raise UsageError(f"--sigma {sigma:g} differs from the checkpoint's {trained_sigma:g}")
         sigma = trained_sigma if sigma is None else sigma
