@@ -280,6 +280,40 @@ def test_fine_tuning_starts_from_the_given_weights_and_keeps_their_architecture(
                  "--max-steps", "1", *common[2:]]) == 0
 
 
+def test_fine_tuning_into_another_noise_mode_keeps_the_prior_and_starts_at_the_estimated_level(tmp_path: Path):
+    from denoise_cli.cli.app import main
+    from denoise_cli.engine.noise_estimate import estimate_sigma
+
+    image = _noisy_image(1, size=64)[0]
+    np.save(tmp_path / "noisy.npy", image)
+    first, converted = tmp_path / "first.pt", tmp_path / "global.pt"
+    common = [str(tmp_path / "noisy.npy"), "--channels", "1", "--quiet", *SMALL_CLI]
+    assert main(["blindspot-train", *common, "-o", str(first), "--sigma-mode", "per-image", "--max-steps", "2"]) == 0
+    assert main(["blindspot-train", *common, "-o", str(converted), "--init", str(first), "--sigma-mode", "global",
+                 "--max-steps", "1", "--lr", "1e-9"]) == 0
+    start, end = (torch.load(path, weights_only=True) for path in (first, converted))
+    assert end["options"] == {**start["options"], "noise": "global"} and end["meta"]["sigma_mode"] == "global"
+    assert max((end["state_dict"][k] - v).abs().max()
+               for k, v in start["state_dict"].items() if not k.startswith("noise_net")) < 1e-4
+
+    result = run_dncli("denoise", str(tmp_path / "noisy.npy"), "-s", "auto", "--weights", str(converted),
+                       "-o", str(tmp_path / "out.npy"), "--json", "--threads", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["images"][0]["sigma"] == pytest.approx(estimate_sigma(image), abs=0.1)
+
+    # a known level needs --sigma; a resumed run keeps its mode; a masked model has none to change
+    assert main(["blindspot-train", *common, "-o", str(tmp_path / "x.pt"), "--init", str(first),
+                 "--sigma-mode", "known", "--max-steps", "1"]) == 2
+    assert main(["blindspot-train", *common, "-o", str(converted), "--init", str(first), "--sigma-mode", "per-image",
+                 "--resume", "--max-steps", "2"]) == 2
+    masked = tmp_path / "masked.pt"
+    assert main(["blindspot-train", *common, "-o", str(masked), "--masked", "--max-steps", "1"]) == 0
+    assert main(["blindspot-train", *common, "-o", str(tmp_path / "x.pt"), "--init", str(masked),
+                 "--sigma-mode", "global", "--max-steps", "1"]) == 2
+    assert not (tmp_path / "x.pt").exists()
+    assert torch.load(converted, weights_only=True)["step"] == 1
+
+
 def test_usage_errors(tmp_path: Path):
     from denoise_cli.cli.app import main
 

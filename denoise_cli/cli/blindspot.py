@@ -38,8 +38,9 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint / weights file to write.")],
     sigma: Annotated[Optional[float], typer.Option(
         "--sigma", "-s", help="Known noise level of the images (0..255 scale); needed by --sigma-mode known.")] = None,
-    sigma_mode: Annotated[str, typer.Option(
-        "--sigma-mode", help="known (--sigma), global (one learned level) or per-image (learned per image).")] = "known",
+    sigma_mode: Annotated[Optional[str], typer.Option(
+        "--sigma-mode", help="known (--sigma), global (one learned level) or per-image (learned per image) "
+                             "[default: known, or that of --init].")] = None,
     arch: Annotated[str, typer.Option(
         "--arch", help="figure (the paper's figure: 64 channels per branch) or code (the released code: 18).")] = "figure",
     channels: Annotated[int, typer.Option("--channels", help="1 trains a gray model, 3 a colour model.")] = 3,
@@ -67,7 +68,8 @@ def command(
     checkpoint_every: CheckpointEvery = 300.0,
     init: Annotated[Optional[str], typer.Option(
         "--init", help="Fine-tune these blind-spot weights (a shipped name or a file; their architecture "
-                       "and noise mode are kept) instead of starting from random ones; --resume ignores it.")] = None,
+                       "is kept, and their noise mode unless --sigma-mode asks for another: then a new learned "
+                       "level starts at the images' estimated one) instead of random ones; --resume ignores it.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the checkpoint in --output (its architecture and noise mode are kept).")] = False,
     seed: Seed = 0,
@@ -80,7 +82,8 @@ def command(
 
     from ..engine import registry, weights
     from ..engine.training import ddp
-    from ..engine.training.blindspot import BlindSpotTraining, MaskedTraining, load_noisy_images, load_validation
+    from ..engine.training.blindspot import (BlindSpotTraining, MaskedTraining, estimated_noise_level,
+        load_noisy_images, load_validation)
     from ..engine.training.data import PatchSampler
     from ..engine.training.trainer import TrainConfig
 
@@ -105,26 +108,36 @@ def command(
         record, model = training.starting_model(init, "--init", "blindspot",
                                                 "not a blind-spot model (such as blindspot-color-s25)")
         initial_weights = init
+    converted_from = None
     if record is None:
-        mode = sigma_mode
+        mode = sigma_mode or "known"
         model = registry.build("blindspot", _architecture(arch, channels, depth, widths, head, mode, masked))
     else:
         mode = record["options"]["noise"]
         arch = weights.training_meta(record.get("meta", {})).get("arch", arch)
         masked = not record["options"].get("blind", True)
+        if sigma_mode is not None and sigma_mode != mode:
+            if resume:
+                raise UsageError(f"--sigma-mode {sigma_mode} differs from the checkpoint's {mode}")
+            if masked:
+                raise UsageError(f"--init {init} has no blind spot, so no noise mode: drop --sigma-mode")
+            converted_from, mode = mode, sigma_mode
     if not masked:
-        _check_sigma(mode, sigma, None if resume else init)
+        _check_sigma(mode, sigma, None if resume or converted_from else init)
     elif sigma is not None or mode != "known":
         raise UsageError("--masked learns no noise level: drop --sigma and --sigma-mode")
     channels = model.config.channels
 
     console.info(f"loading noisy training images from {', '.join(map(str, noisy))}")
     try:
-        sampler = PatchSampler(load_noisy_images(noisy, channels), patch)
+        images = load_noisy_images(noisy, channels)
+        sampler = PatchSampler(images, patch)
         level = val_sigma if val_sigma is not None else (sigma if sigma is not None else 25.0)
         validation = load_validation([val], [val_noisy] if val_noisy else None, channels, level) if val else []
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    if converted_from is not None:
+        model = _converted(model, mode, converted_from, estimated_noise_level(images) if mode != "known" else None)
     # A known-level model is scored at the validation level; a learned-level model at its own
     # estimate, unless --val-sigma asks for a given level.
     validation_sigma = level if (mode == "known" or val_sigma is not None) else None
@@ -144,6 +157,15 @@ def command(
     if json_output:
         training.print_summary(output, result)
     return 0
+
+
+def _converted(model, mode: str, old_mode: str, start_level: float | None):
+    """``model`` with noise mode ``mode``; a learned level starts at ``start_level`` (0..255)."""
+    from ..engine.models.blindspot import with_noise_mode
+
+    start = "" if start_level is None else f"; its level starts at the images' estimated {start_level:.1f}"
+    console.info(f"noise mode {old_mode} -> {mode}: the prior is kept, the noise-level part is new{start}")
+    return with_noise_mode(model, mode, None if start_level is None else start_level / 255)
 
 
 def _check_sigma(mode: str, sigma: float | None, init: str | None = None) -> None:

@@ -37,7 +37,8 @@ hole, for the Noise2Void-style masked-training baseline; it outputs its mean.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
 import torch
@@ -294,6 +295,26 @@ class BlindSpot(nn.Module):
         if not (self.config.posterior if posterior is None else posterior):
             return mean.float()
         return posterior_mean(x, mean, factor, noise).float()
+
+
+def logit_for_sigma(sigma: float) -> float:
+    """The mean logit whose learned level (:meth:`BlindSpot.sigma_from_logit`) is ``sigma``
+    (on the [0, 1] scale, above 1e-3)."""
+    return SIGMA_SHIFT + math.log(math.expm1(sigma - SIGMA_FLOOR))
+
+
+def with_noise_mode(model: BlindSpot, noise: str, start_sigma: float | None = None) -> BlindSpot:
+    """A copy of ``model`` with another noise mode: the prior (trunk, branches, head) is kept and
+    the noise-level part is new.  A learned level starts at ``start_sigma`` ([0, 1] scale) when
+    given, else near 5/255 as from scratch."""
+    converted = BlindSpot(replace(model.config, noise=noise))
+    prior = {k: v for k, v in model.state_dict().items() if not k.startswith(("noise_logit", "noise_net."))}
+    converted.load_state_dict(prior, strict=False)  # only the new noise part is left as built
+    if start_sigma is not None and noise != "known":
+        start = converted.noise_logit if converted.noise_logit is not None else converted.noise_net[-1].bias
+        with torch.no_grad():
+            start.fill_(logit_for_sigma(start_sigma))
+    return converted
 
 
 # --- Gaussian algebra, per pixel, in float64 ----------------------------------------------------

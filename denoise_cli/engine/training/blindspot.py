@@ -69,6 +69,20 @@ def load_noisy_images(sources: list[Path], channels: int) -> list[np.ndarray]:
     return images
 
 
+def estimated_noise_level(images: list[np.ndarray], max_images: int = 32) -> float | None:
+    """Median blind noise estimate (:func:`~..noise_estimate.estimate_sigma`, 0..255 scale) of up
+    to ``max_images`` of ``images``, spread evenly over them; None when every one is too small."""
+    from ..noise_estimate import estimate_sigma
+
+    levels = []
+    for index in np.unique(np.linspace(0, len(images) - 1, min(len(images), max_images)).round().astype(int)):
+        try:
+            levels.append(estimate_sigma(images[index]))
+        except ValueError:  # smaller than the estimator's patches
+            continue
+    return float(np.median(levels)) if levels else None
+
+
 def load_validation(clean_sources: list[Path], noisy_sources: list[Path] | None, channels: int,
                     sigma: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(noisy float32, clean uint8)`` pairs, both ``[H, W, channels]``.
