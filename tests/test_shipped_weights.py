@@ -117,6 +117,20 @@ def test_the_shipped_blindspot_model_estimates_the_noise_level_itself(tmp_path: 
     assert abs(json.loads(run.stdout)["images"][0]["sigma"] - 40) < 5
 
 
+@pytest.mark.parametrize("example, model", [("astronaut.png", "blindspot-color-global"),
+                                            ("camera.png", "blindspot-gray-global")])
+def test_the_shipped_global_level_models_denoise_sigma_25_with_their_learned_level(tmp_path: Path, example: str,
+                                                                                     model: str):
+    clean, noisy, denoised = EXAMPLES / example, tmp_path / "noisy.tif", tmp_path / "denoised.png"
+    made = run_dncli("degrade", str(clean), "--noise", "gaussian:25", "--seed", "0", "-o", str(noisy))
+    assert made.returncode == 0, made.stderr.decode()
+    run = run_dncli("denoise", str(noisy), "-s", "auto", "--model", model, "-o", str(denoised), "--json",
+                    "--depth", "8")
+    assert run.returncode == 0, run.stderr.decode()
+    assert abs(json.loads(run.stdout)["images"][0]["sigma"] - 25) < 1.5  # one level, learned from sigma-25 data
+    assert _psnr(denoised, clean) > _psnr(noisy, clean) + 4.0
+
+
 @pytest.mark.parametrize("example", ["astronaut.png", "camera.png"])
 def test_the_shipped_map_pair_of_each_colour_mode_deblurs_its_example(tmp_path: Path, example: str):
     import imageio.v3 as iio
