@@ -271,6 +271,12 @@ class BlindSpot(nn.Module):
         """The noise standard deviation (on the [0, 1] scale, >= 1e-3) for a mean logit."""
         return F.softplus(logit.float() - SIGMA_SHIFT) + SIGMA_FLOOR
 
+    @staticmethod
+    def logit_for_sigma(sigma: float) -> float:
+        """The inverse of :meth:`sigma_from_logit`: the mean logit of a level ``sigma`` (on the
+        [0, 1] scale, above 1e-3)."""
+        return SIGMA_SHIFT + math.log(math.expm1(sigma - SIGMA_FLOOR))
+
     def learned_sigma(self, x: torch.Tensor) -> torch.Tensor:
         """The model's own noise level for each image of ``x``, ``[B]`` on the [0, 1] scale."""
         return self.sigma_from_logit(self.noise_logits(x).float().mean(dim=(1, 2, 3)))
@@ -297,12 +303,6 @@ class BlindSpot(nn.Module):
         return posterior_mean(x, mean, factor, noise).float()
 
 
-def logit_for_sigma(sigma: float) -> float:
-    """The mean logit whose learned level (:meth:`BlindSpot.sigma_from_logit`) is ``sigma``
-    (on the [0, 1] scale, above 1e-3)."""
-    return SIGMA_SHIFT + math.log(math.expm1(sigma - SIGMA_FLOOR))
-
-
 def with_noise_mode(model: BlindSpot, noise: str, start_sigma: float | None = None) -> BlindSpot:
     """A copy of ``model`` with another noise mode: the prior (trunk, branches, head) is kept and
     the noise-level part is new.  A learned level starts at ``start_sigma`` ([0, 1] scale) when
@@ -313,7 +313,7 @@ def with_noise_mode(model: BlindSpot, noise: str, start_sigma: float | None = No
     if start_sigma is not None and noise != "known":
         start = converted.noise_logit if converted.noise_logit is not None else converted.noise_net[-1].bias
         with torch.no_grad():
-            start.fill_(logit_for_sigma(start_sigma))
+            start.fill_(BlindSpot.logit_for_sigma(start_sigma))
     return converted
 
 
