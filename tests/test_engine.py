@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, free_port, run_dncli, synthetic_image, write_png
+from conftest import TINY, assert_clean_error, free_port, run_dncli, synthetic_image, write_png
 from denoise_cli.engine import registry, weights
 from denoise_cli.engine.inference import Runner
 from denoise_cli.engine.metrics import compare, psnr, ssim
@@ -113,7 +113,8 @@ def _train_cli(tmp_path: Path, output: Path, *extra: str) -> None:
     assert result.returncode == 0, result.stderr.decode()
 
 
-def test_training_lowers_the_loss():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_lowers_the_loss(precision: str):
     from denoise_cli.engine.training.data import PatchSampler
     from denoise_cli.engine.training.supervised import SupervisedDenoising
     from denoise_cli.engine.training.trainer import TrainConfig, train
@@ -123,7 +124,7 @@ def test_training_lowers_the_loss():
     model = registry.build("unet3", {"channels": 1, **TINY})
     losses: list[float] = []
     config = TrainConfig(max_steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, log_every=10,
-                         validate_every=0)
+                         validate_every=0, precision=precision)
 
     def record(event: dict) -> None:
         if event["kind"] == "log":
@@ -165,6 +166,20 @@ def test_resume_after_an_interruption_is_exact(tmp_path: Path):
     assert resumed["step"] == 10
     for name, tensor in straight["state_dict"].items():
         assert torch.equal(tensor, resumed["state_dict"][name]), name
+
+
+def test_cpu_training_precision_is_float32_by_default_and_bf16_on_request(tmp_path: Path):
+    runs = {}
+    for precision in ("auto", "fp32", "bf16"):
+        _train_cli(tmp_path, tmp_path / f"{precision}.pt", "--max-steps", "3", "--device", "cpu",
+                   "--precision", precision)
+        runs[precision] = weights.load_checkpoint(tmp_path / f"{precision}.pt")["state_dict"]
+    differs = [name for name, tensor in runs["fp32"].items() if not torch.equal(tensor, runs["bf16"][name])]
+    assert all(torch.equal(tensor, runs["fp32"][name]) for name, tensor in runs["auto"].items())
+    assert differs  # bf16 autocast took effect: before, the CPU silently trained in float32
+    result = run_dncli("train", str(tmp_path / "data"), "-o", str(tmp_path / "fp8.pt"), "--precision", "fp8")
+    assert_clean_error(result, 2, "unknown precision 'fp8'", "auto")
+    assert not (tmp_path / "fp8.pt").exists()
 
 
 def test_init_fine_tunes_given_weights_and_checks_their_kind(tmp_path: Path):

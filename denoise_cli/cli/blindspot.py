@@ -76,7 +76,8 @@ def command(
     device: Device = None,
     threads: Threads = None,
     precision: Annotated[str, typer.Option(
-        "--precision", help="fp32, fp16 or bf16 (CUDA only; fp32 convolutions use TF32 there anyway).")] = "fp32",
+        "--precision", help="fp32, fp16 (CUDA only), bf16 (CUDA, and CPUs with AVX512-BF16 or AMX) or auto "
+                            "(bf16 on CUDA, fp32 on the CPU); fp32 convolutions use TF32 on CUDA anyway.")] = "fp32",
     json_output: Json = False,
 ) -> int:
 

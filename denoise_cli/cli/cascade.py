@@ -70,7 +70,7 @@ def command(
     seed: Seed = 0,
     device: Device = None,
     threads: Threads = None,
-    precision: TrainingPrecision = "bf16",
+    precision: TrainingPrecision = "auto",
     json_output: Json = False,
 ) -> int:
 

@@ -110,7 +110,8 @@ def train_command(
     device: Device = None,
     threads: Threads = None,
     precision: Annotated[str, typer.Option(
-        "--precision", help="fp32, fp16 or bf16 (CUDA only).")] = "fp32",
+        "--precision", help="fp32, fp16 (CUDA only), bf16 (CUDA, and CPUs with AVX512-BF16 or AMX) or auto "
+                            "(bf16 on CUDA, fp32 on the CPU); the density's quadratic form stays float32.")] = "fp32",
     json_output: Json = False,
 ) -> int:
     """Train a denoising density estimator (DDE), and a generator, on vectors or images.

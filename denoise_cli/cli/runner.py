@@ -20,12 +20,19 @@ def compute_device(device: str | None, threads: int | None, precision: str):
     torch_device = devices.select_device(device)
     devices.configure_cpu(threads)
     devices.autocast(torch_device, precision)  # validates the name
-    if torch_device.type == "cpu":
+    warn_about_cpu_precision(torch_device, precision)
+    return torch_device
+
+
+def warn_about_cpu_precision(device, precision: str) -> None:
+    """Say so on stderr when the CPU cannot honour --precision, or not at speed."""
+    from ..engine import device as devices
+
+    if device.type == "cpu":
         if precision == "fp16":
             console.warn("--precision fp16 applies on CUDA only; the CPU computes in float32 (bf16 runs on CPUs)")
         elif precision == "bf16" and not devices.cpu_has_native_bf16():
             console.warn("this CPU has no native bfloat16: --precision bf16 runs slower than fp32 here")
-    return torch_device
 
 
 def run_images(input: str, output: str | None, process, *, format: str | None, depth: str | None,

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UsageError
-from . import console
+from . import console, runner
 
 
 def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str, seed: int):
     """Check that --output can be written (or, with --resume, continued) and return this
     process's torch device (its own GPU under torchrun), with --threads applied and --precision
-    checked before any work.  Seeds torch with --seed, so that a new network's initial weights
+    checked (and warned about where the CPU cannot honour it) before any work.  Seeds torch with --seed, so that a new network's initial weights
     (and dropout) are the same in every run: the trainer seeds the batches itself."""
     import torch
 
@@ -27,7 +27,8 @@ def prepare(output: Path, resume: bool, device: str | None, threads: int | None,
         raise UsageError(f"{output} exists: add --resume to continue it, or choose another name")
     torch_device = ddp.local_device(devices.select_device(device))
     devices.configure_cpu(threads)
-    devices.autocast(torch_device, precision)  # validates the name
+    devices.training_precision(torch_device, precision)  # validates the name
+    runner.warn_about_cpu_precision(torch_device, precision)
     torch.manual_seed(seed)
     return torch_device
 

@@ -1,6 +1,6 @@
 """One training loop for every method; what is learned is decided by a pluggable ``Task``.
 
-The loop owns what every trainer needs: Adam with warm-up and cosine decay, AMP on CUDA,
+The loop owns what every trainer needs: Adam with warm-up and cosine decay, mixed precision,
 DistributedDataParallel when started by ``torchrun``, exact resumption from checkpoints,
 ``max_steps``/``max_time`` limits, periodic validation and progress events.  A task supplies
 the batches, the loss and the validation metric.
@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from .. import device as devices
 from .. import weights
 from . import ddp
 
@@ -38,7 +39,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     grad_clip: float = 1.0
-    precision: str = "bf16"  # autocast dtype on CUDA; CPU always trains in float32
+    precision: str = "auto"  # autocast: auto, fp32, fp16 or bf16 (engine.device.training_precision)
 
     def learning_rate_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -124,8 +125,9 @@ def train(
     # With several groups some parameters go without a gradient on some steps, which DDP must
     # be told to expect.
     trained = dist.wrap(module_of(model) if module_of else model, find_unused_parameters=len(groups) > 1)
-    use_amp = device.type == "cuda" and config.precision in ("bf16", "fp16")
-    amp_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    precision = devices.training_precision(device, config.precision)
+    use_amp = precision != "fp32"
+    amp_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start = time.monotonic()
