@@ -6,6 +6,7 @@
 #   STEPS=20 PAIRS=500 GEN_STEPS=20 DEVICE=cpu THREADS=1 LIMIT=300 OUT=/tmp/m/m.pt RESULTS=/tmp/m \
 #       BENCH_JSON=/tmp/m/b.json sh benchmarks/dde_mnist.sh        # a tiny check of the pipeline
 #   RELEASE=1 HARDWARE="1 NVIDIA H100" sh benchmarks/dde_mnist.sh
+#   PRECISION=bf16 DEVICE=cpu sh benchmarks/dde_mnist.sh          # the DDE under bf16 autocast
 #
 # Data: MNIST's training images are missing from ../shared/data (see its README), so the model
 # trains on test images 0-7999 and validates on 8000-9999, the split benchmarks/dde.py uses.
@@ -53,7 +54,7 @@ fi
 # shellcheck disable=SC2086  # OPTIONS and NETWORK are lists of options
 dncli dde-train "$DATA" --subset 0:8000 --val "$DATA" --val-subset 8000:10000 -o "$DDE" $OPTIONS $NETWORK \
     --lr "${LR:-1e-3}" --weighting "${WEIGHTING:-noise}" --max-steps "$STEPS" --validate-every 5000 \
-    --device "$DEVICE" --precision fp32 --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${DDE%.pt}.json"
+    --device "$DEVICE" --precision "${PRECISION:-fp32}" --seed 0 ${THREADS:+--threads "$THREADS"} --json > "${DDE%.pt}.json"
 SAMPLERS=""
 if [ "${RECIPE:-flow}" = flow ]; then
     dncli dde-distill --model "$DDE" -o "$OUT" --pairs "${PAIRS:-100000}" --max-steps "${GEN_STEPS:-15000}" \

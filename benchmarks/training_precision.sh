@@ -24,14 +24,14 @@ names=(
     "train, unet3 colour, 16 x 96x96"
     "train, unet3 gray, 16 x 96x96"
     "map-train, gray, defaults"
-    "blindspot-train, colour, 16 x 64x64"
+    "blindspot-train, colour 32,16, 16 x 64x64"
     "dde-train, MNIST unet energy, 64"
 )
 recipes=(
     "train $data/train/CBSD432/val --channels 3 --patch 96 --batch-size 16"
     "train $data/train/Train400 --channels 1 --patch 96 --batch-size 16"
     "map-train $data/train/Train400 --channels 1"
-    "blindspot-train $work/noisy --sigma 25 --patch 64 --batch-size 16"
+    "blindspot-train $work/noisy --sigma 25 --widths 32,16 --patch 64 --batch-size 16"
     "dde-train $mnist --subset 0:8000 --energy unet --width 32 --depth 1 --activation swish --weighting edm
         --sigma 12.75 --anneal 2550 --conditional --no-generator --batch-size 64"
 )

@@ -14,8 +14,9 @@ from . import console, runner
 def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str, seed: int):
     """Check that --output can be written (or, with --resume, continued) and return this
     process's torch device (its own GPU under torchrun), with --threads applied and --precision
-    checked (and warned about where the CPU cannot honour it) before any work.  Seeds torch with --seed, so that a new network's initial weights
-    (and dropout) are the same in every run: the trainer seeds the batches itself."""
+    checked (and warned about where the CPU cannot honour it) before any work.  Seeds torch with
+    --seed, so that a new network's initial weights (and dropout) are the same in every run: the
+    trainer seeds the batches itself."""
     import torch
 
     from ..engine import device as devices
