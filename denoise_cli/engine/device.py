@@ -76,7 +76,8 @@ def keep_freed_memory() -> bool:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for inference: bf16 on CUDA and the CPU, fp16 on CUDA; float32 otherwise."""
+    """Mixed precision for inference and training: bf16 on CUDA and the CPU, fp16 on CUDA; float32
+    otherwise."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
     if precision == "bf16" and device.type in ("cuda", "cpu"):
@@ -87,14 +88,14 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def training_precision(device: torch.device, precision: str) -> str:
-    """The autocast precision a training run uses on ``device``: ``auto`` is bf16 on CUDA and
-    float32 on the CPU, where bf16 must be asked for because it halves a step's time only on CPUs
-    with native bfloat16 (it doubles it on others); fp16 is CUDA only."""
+    """The precision a training run asks :func:`autocast` for on ``device``: ``auto`` is bf16 on
+    CUDA and float32 on the CPU, where bf16 must be asked for because it halves a step's time only
+    on CPUs with native bfloat16 (it doubles it on others)."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (use auto, {', '.join(PRECISIONS)})")
-    return "fp32" if precision == "fp16" and device.type != "cuda" else precision
+    return precision
 
 
 def cpu_has_native_bf16() -> bool:

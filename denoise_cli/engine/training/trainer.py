@@ -126,9 +126,7 @@ def train(
     # be told to expect.
     trained = dist.wrap(module_of(model) if module_of else model, find_unused_parameters=len(groups) > 1)
     precision = devices.training_precision(device, config.precision)
-    use_amp = precision != "fp32"
-    amp_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
 
     start = time.monotonic()
     last_checkpoint = start
@@ -162,7 +160,7 @@ def train(
         if begin_step:
             begin_step(step)
         batch = task.batch(config.batch_size, _step_generator(config.seed, dist.rank, step), device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with devices.autocast(device, precision):
             loss = task.loss(trained, batch)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
