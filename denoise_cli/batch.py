@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from .errors import UsageError
 from .imgio.atomic import is_stream
-from .imgio.codec import Image, ImageError, default_output_format, read_image, write_image
+from .imgio.codec import Image, ImageError, check_depth, default_output_format, read_image, write_image
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.pgm", "*.ppm", "*.pnm", "*.npy")
 SUFFIX = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "bmp": ".bmp", "pnm": ".pnm", "npy": ".npy"}
@@ -69,11 +69,13 @@ def list_images(folder: Path, recursive: bool, pattern: str | None) -> list[Path
 
 def plan(source: str, output: str | None, *, recursive: bool = False, pattern: str | None = None,
          shard: tuple[int, int] | None = None, skip_existing: bool = False, in_place: bool = False,
-         out_format: str | None = None) -> tuple[list[Job], int]:
+         out_format: str | None = None, depth: str | None = None) -> tuple[list[Job], int]:
     """Jobs for an input file, ``-`` or folder; returns (jobs, number skipped as existing).
 
     A file or ``-`` writes to ``output`` (a file, ``-`` or an existing folder), stdout when
     ``output`` is None.  A folder writes to the ``output`` folder, mirroring relative paths.
+    UsageError, before any work, when an output would overwrite its input, two inputs would
+    write one output, or an output's format is unknown or cannot store ``depth``.
     """
     if in_place:
         if output is not None:
@@ -104,14 +106,14 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
             name = path.name if not out_format else path.with_suffix(SUFFIX[out_format]).name
             dest = str(Path(dest) / name)
         jobs = [Job(source, dest, 0, source)]
+    writers: dict[str, str] = {}
     for job in jobs:
         if job.dest != "-" and not in_place and _same_file(job.source, job.dest):
             raise UsageError(f"{job.dest}: output would overwrite the input (use --in-place to allow it)")
-        if not out_format:
-            try:
-                default_output_format(job.dest, None)  # an unknown output type is refused before any work
-            except ImageError as exc:
-                raise UsageError(str(exc)) from None
+        if job.dest in writers:  # --format gave a.png and a.bmp one name
+            raise UsageError(f"{writers[job.dest]} and {job.source} would both be written to {job.dest}")
+        writers[job.dest] = job.source
+        _check_output_format(job.dest, out_format, depth)
     if shard:
         k, n = shard
         jobs = [job for job in jobs if job.index % n == k]
@@ -120,6 +122,20 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
         kept = [job for job in jobs if job.dest == "-" or is_stream(job.dest) or not Path(job.dest).exists()]
         skipped, jobs = len(jobs) - len(kept), kept
     return jobs, skipped
+
+
+def _check_output_format(dest: str, out_format: str | None, depth: str | None) -> None:
+    """UsageError when ``dest`` gets an unknown format, or one that cannot store ``depth``; a
+    stream without --format takes its input's format, known only once the image is read."""
+    try:
+        format = out_format or default_output_format(dest, None)
+    except ImageError as exc:
+        raise UsageError(str(exc)) from None
+    if depth is not None and (out_format or not (dest == "-" or is_stream(dest))):
+        try:
+            check_depth(format, depth)
+        except ImageError as exc:
+            raise UsageError(f"--depth {depth}: {exc}") from None
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -189,6 +205,8 @@ def run(jobs: list[Job], process: Process, *, batch_size: int = 1, out_format: s
                 report.done += 1
             except ImageError as exc:
                 fail(job, str(exc))
+            except BrokenPipeError:
+                raise
             except OSError as exc:
                 fail(job, f"{job.dest}: {exc.strerror or exc}")
         on_event({"kind": "progress", "done": report.done + len(report.failed), "total": total})

@@ -182,6 +182,12 @@ def test_user_networks_plug_in_as_programs_or_state_dict(tmp_path: Path):
     exported = weights.load_network(str(tmp_path / "m.pt2"))
     assert torch.allclose(exported(images), expected, atol=1e-5)
     assert exported(torch.rand(3, 3, 24, 20)).shape == (3, 4)
+    # Loading an export program unpickles: only a file named .pt2, and never one given as a state dict.
+    (tmp_path / "m.pt").write_bytes((tmp_path / "m.pt2").read_bytes())
+    with pytest.raises(weights.WeightsError, match="name it .pt2"):
+        weights.load_network(str(tmp_path / "m.pt"))
+    with pytest.raises(weights.WeightsError, match="not a readable state dict"):
+        weights.load_network(str(tmp_path / "m.pt2"), "classifier-cnn", {"classes": 4, **SMALL})
 
     torch.jit.script(classifier).save(str(tmp_path / "scripted.pt"))
     torch.save(classifier.state_dict(), tmp_path / "state.pt")

@@ -255,8 +255,7 @@ def test_refuses_to_write_binary_to_a_terminal(tmp_path: Path):
     finally:
         os.close(terminal)
         os.close(controller)
-    assert result.returncode != 0
-    assert b"terminal" in result.stderr and b"Traceback" not in result.stderr
+    assert_clean_error(result, 2, "terminal")
 
 
 def test_closed_pipe_ends_quietly(tmp_path: Path):
@@ -264,7 +263,62 @@ def test_closed_pipe_ends_quietly(tmp_path: Path):
     pipeline = (f"{sys.executable} -m denoise_cli degrade {image} --noise gaussian:5 -o - --format npy "
                 f"--depth 32f | head -c 100 > /dev/null")
     result = subprocess.run(["bash", "-c", f"set -o pipefail; {pipeline}"], capture_output=True, timeout=120)
-    assert b"Traceback" not in result.stderr and b"Error" not in result.stderr
+    assert result.returncode == 141, result.stderr.decode()
+    assert b"Traceback" not in result.stderr and b"rror" not in result.stderr
+
+
+def test_output_through_dev_stdout_and_symbolic_links(tmp_path: Path):
+    """-o /dev/stdout with stdout redirected to a file writes into that file; an output or an
+    --in-place input that is a symbolic link has its target replaced and stays a link."""
+    source = write_png(tmp_path / "in.png", synthetic_image(40, 32, 3))
+    with open(tmp_path / "redirected.png", "wb") as stdout:
+        result = subprocess.run([sys.executable, "-m", "denoise_cli", "degrade", str(source), "--noise",
+                                 "gaussian:10", "-o", "/dev/stdout"], stdout=stdout, stderr=subprocess.PIPE, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    assert read(tmp_path / "redirected.png").shape == (40, 32, 3)
+
+    target, link = write_png(tmp_path / "target.png", synthetic_image(40, 32, 3, 1)), tmp_path / "link.png"
+    link.symlink_to(target.name)
+    before = read(target)
+    assert run_dncli("degrade", str(link), "--noise", "gaussian:10", "--in-place").returncode == 0
+    assert link.is_symlink() and not np.array_equal(read(target), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "link.png", "redirected.png", "target.png"]
+
+
+def test_json_is_refused_when_the_images_go_to_stdout_by_name(tmp_path: Path, tiny_weights):
+    image = write_png(tmp_path / "a.png", synthetic_image(32, 32, 3))
+    result = run_dncli("denoise", str(image), "-s", "10", "--weights", str(tiny_weights(3)), "--json", "-o", "/dev/stdout")
+    assert_clean_error(result, 2, "--json prints to stdout")
+    assert result.stdout == b""
+
+
+def test_outputs_that_collide_or_cannot_hold_the_depth_are_refused_before_any_work(tmp_path: Path):
+    write_png(tmp_path / "in" / "a.png", synthetic_image(16, 16, 3))
+    write_png(tmp_path / "in" / "a.bmp", synthetic_image(16, 16, 3, 1))
+    result = run_dncli("degrade", str(tmp_path / "in"), "--noise", "gaussian:5", "-f", "png", "-o", str(tmp_path / "out"))
+    assert_clean_error(result, 2, "would both be written to", "a.png")
+    result = run_dncli("degrade", str(tmp_path / "in" / "a.png"), "--noise", "gaussian:5", "--depth", "16",
+                       "-o", str(tmp_path / "out" / "a.jpg"))
+    assert_clean_error(result, 2, "--depth 16", "JPEG")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_name_near_the_length_limit_is_written(tmp_path: Path):
+    source = write_png(tmp_path / "in.png", synthetic_image(16, 16, 1))
+    output = tmp_path / ("a" * 251 + ".png")  # 255 characters: NAME_MAX
+    result = run_dncli("degrade", str(source), "--noise", "gaussian:5", "-o", str(output))
+    assert result.returncode == 0, result.stderr.decode()
+    assert read(output).shape == (16, 16, 1)
+
+
+@pytest.mark.parametrize("command", ["denoise", "deblur"])
+def test_models_that_are_not_denoisers_are_refused(tmp_path: Path, command: str):
+    image = write_png(tmp_path / "a.png", synthetic_image(16, 16, 3))
+    extra = ["--kernel", "gaussian:1"] if command == "deblur" else []
+    for model, fragment in ((ROOT / "weights" / "dde-rings.pt", "not an image denoiser"),
+                            (ROOT / "weights" / "classifier-cifar10.pt", "task network")):
+        result = run_dncli(command, str(image), "-s", "5", *extra, "--weights", str(model), "-o", str(tmp_path / "o.png"))
+        assert_clean_error(result, 2, fragment)
 
 
 def test_interrupted_batch_exits_130_without_partial_files(tmp_path: Path):

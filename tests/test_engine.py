@@ -136,24 +136,39 @@ def test_training_lowers_the_loss(precision: str):
     assert losses[-1] < 0.6 * losses[0]
 
 
-def test_resume_after_an_interruption_is_exact(tmp_path: Path):
+def _supervised_denoising():
     from denoise_cli.engine.training.data import PatchSampler
     from denoise_cli.engine.training.supervised import SupervisedDenoising
-    from denoise_cli.engine.training.trainer import TrainConfig, train
 
     images = [synthetic_image(48, 48, 3, i) for i in range(3)]
+    return registry.build("unet3", {"channels": 3, **TINY}), SupervisedDenoising(PatchSampler(images, 32), (0, 50))
+
+
+def _classifier_with_dropout():
+    from denoise_cli.engine.training.labelled import LabelledImages, LabelledSampler
+    from denoise_cli.engine.training.task_networks import TaskNetworkTraining
+
+    data = LabelledImages("classify", [synthetic_image(12, 12, 3, i) for i in range(6)], [0, 1] * 3, ["a", "b"])
+    model = registry.build("classifier-cnn", {"channels": 3, "classes": 2, "widths": [4, 8]})
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    return model, TaskNetworkTraining(LabelledSampler(data, 8))
+
+
+@pytest.mark.parametrize("make", [_supervised_denoising, _classifier_with_dropout])
+def test_resume_after_an_interruption_is_exact(tmp_path: Path, make):
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
     config = TrainConfig(max_steps=10, batch_size=2, warmup_steps=2, log_every=1, validate_every=0,
                          checkpoint_every=0.0)
 
     def run(path: Path, resume: bool = False, stop_at: int | None = None) -> dict:
         torch.manual_seed(0)
-        model = registry.build("unet3", {"channels": 3, **TINY})
+        model, task = make()
 
         def interrupt(event: dict) -> None:
             if stop_at is not None and event["kind"] == "log" and event["step"] == stop_at:
                 raise KeyboardInterrupt
 
-        task = SupervisedDenoising(PatchSampler(images, 32), (0, 50))
         try:
             train(model, task, config, path, {}, torch.device("cpu"), resume=resume, on_event=interrupt)
         except KeyboardInterrupt:

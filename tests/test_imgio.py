@@ -312,6 +312,35 @@ def test_npy_integers_are_scaled_by_their_maximum(dtype, depth):
     np.testing.assert_allclose(back.pixels[..., 0], array / top, rtol=1e-6)
 
 
+def test_signed_tiff_is_scaled_like_signed_npy():
+    array = np.array([[-1000, 0], [1000, 32767]], np.int16)
+    tiff, npy = io.BytesIO(), io.BytesIO()
+    tifffile.imwrite(tiff, array)
+    np.save(npy, array[..., None])
+    np.testing.assert_array_equal(read_image(tiff.getvalue()).pixels, read_image(npy.getvalue()).pixels)
+
+
+def _with_trns(png: bytes, key: tuple[int, ...]) -> bytes:
+    body = struct.pack(f">{len(key)}H", *key)
+    chunk = struct.pack(">I", len(body)) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunk + png[at:]
+
+
+@pytest.mark.parametrize("depth,channels", [("8", 1), ("8", 3), ("16", 1), ("16", 3)])
+def test_png_colour_key_becomes_an_alpha_channel(depth, channels):
+    """A gray or RGB PNG's tRNS colour key marks its transparent pixels: they must not turn opaque."""
+    samples, pixels = make_samples(depth, channels, shape=(6, 7))
+    key = tuple(int(v) for v in samples[2, 3])
+    data, _ = encode_image(Image(pixels), "png", depth)
+    back = read_image(_with_trns(data, key))
+    assert back.pixels.shape == (6, 7, channels + 1) and back.depth == depth
+    np.testing.assert_array_equal(back.color, pixels)
+    transparent = np.all(samples == np.array(key), axis=-1)
+    np.testing.assert_array_equal(back.alpha[..., 0], np.where(transparent, 0.0, 1.0))
+    assert transparent[2, 3]
+
+
 @pytest.mark.parametrize("shape", [(3, 5, 7), (5, 7, 5), (5,), (0, 4)])
 def test_npy_with_a_bad_shape_is_refused(tmp_path, shape):
     np.save(tmp_path / "a.npy", np.zeros(shape, np.float32))
@@ -483,7 +512,7 @@ def test_interrupted_write_keeps_the_old_target(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic.os, "fsync", interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_image(Image(make_samples("8", 3)[1]), target)
-    assert len(temporaries) == 1 and temporaries[0].startswith(".a.png.") and temporaries[0].endswith(".tmp")
+    assert len(temporaries) == 1 and temporaries[0].startswith(".dncli-") and temporaries[0].endswith(".tmp")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.png"]
 
 

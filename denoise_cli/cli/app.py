@@ -6,9 +6,10 @@ Nothing here imports torch: ``--help``, ``--version`` and completion must stay f
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from typer.exceptions import TyperException
@@ -28,10 +29,29 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+
+class _OutputClosed(Exception):
+    """The reader of stdout went away."""
+
+
+def _closed_pipe_exits_141(function: Callable) -> Callable:
+    """Typer ends a command that meets a closed stdout pipe with exit code 1; leaving the command
+    as an error typer does not handle lets ``_run`` give the conventional 141 instead."""
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _OutputClosed from exc
+    return command
+
+
 for module in (denoise, deblur, train, maptrain, blindspot, tasktrain, cascade, degrade, evalpsnr, models, doctor):
-    app.command(module.NAME, help=module.__doc__, no_args_is_help=module.NO_ARGS_IS_HELP)(module.command)
+    app.command(module.NAME, help=module.__doc__, no_args_is_help=module.NO_ARGS_IS_HELP)(
+        _closed_pipe_exits_141(module.command))
 for name, function in dde.COMMANDS:  # one module, several commands: each one's docstring is its help
-    app.command(name, help=function.__doc__, no_args_is_help=True)(function)
+    app.command(name, help=function.__doc__, no_args_is_help=True)(_closed_pipe_exits_141(function))
 
 
 def _version(value: bool) -> None:
@@ -112,7 +132,7 @@ def _run(argv: list[str] | None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         console.error("interrupted")
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _OutputClosed):
         # The reader went away (`| head`): stop quietly, and keep Python from complaining
         # about the unflushable stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

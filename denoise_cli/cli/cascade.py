@@ -5,7 +5,8 @@ weights) and only the denoiser is updated, on the per-pixel mean squared error p
 times the task's cross-entropy (per image, or per labelled pixel). Gaussian noise of a level
 drawn from --sigma is added on the fly to the clean labelled images of DATA (the layouts of
 'dncli task-train'). --task-model is a shipped name, a dncli weights file, a torch.export
-program (.pt2) or TorchScript file, or a plain state dict with --task-arch (and --task-options);
+program (named .pt2) or TorchScript file (loading a program runs its code: use only ones you
+trust), or a plain state dict with --task-arch (and --task-options), read without unpickling;
 it takes RGB in [0, 1] and returns logits (or torchvision's {"out": logits}).
 The output is an ordinary denoiser weights file (and checkpoint: --resume continues it) for
 'dncli denoise --weights'. --lambda 0 trains the MSE-only control on the same data.

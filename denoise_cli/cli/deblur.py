@@ -100,6 +100,9 @@ def command(
 
     user_model = weight_files.load_model(weights) if weights else None
     if user_model is not None:
+        reason = weight_files.why_not_a_denoiser(user_model)
+        if reason:
+            raise UsageError(f"{weights} is {reason}")
         kind = "map" if user_model.arch_name == "map-denoiser" else "mmse"
         if prior is not None and prior != kind:
             other = "a MAP denoiser from 'dncli map-train'" if kind == "map" else "a noise-conditional denoiser"

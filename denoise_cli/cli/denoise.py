@@ -76,9 +76,9 @@ def command(
         if channels not in runners:
             network = (weight_files.load_model(weights) if weights
                        else weight_files.load_shipped(_shipped_name(model or "unet3", channels)))
-            if getattr(network, "task", None):
-                raise UsageError(f"{weights or model} is a task network (--task {network.task}), not a denoiser "
-                                 "(it goes behind one: 'dncli cascade-train --task-model')")
+            reason = weight_files.why_not_a_denoiser(network)
+            if reason:
+                raise UsageError(f"{weights or model} is {reason}")
             runners[channels] = Runner(network, torch_device, precision, tile, ensemble)
         return runners[channels]
 

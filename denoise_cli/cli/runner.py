@@ -2,14 +2,25 @@
 loop that plans the jobs, runs them and reports on stderr."""
 from __future__ import annotations
 
+import os
+import sys
+
 from ..errors import UsageError
 from . import console
 
 
 def check_json_destination(json_output: bool, output: str | None, in_place: bool) -> None:
     """--json owns stdout, so the images must go to files."""
-    if json_output and output in (None, "-") and not in_place:
+    if json_output and not in_place and (output in (None, "-") or _is_stdout(output)):
         raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+
+
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` is the file stdout writes to (``/dev/stdout``, or stdout's redirection)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):  # no such file, or no stdout descriptor
+        return False
 
 
 def compute_device(device: str | None, threads: int | None, precision: str):
@@ -41,7 +52,7 @@ def run_images(input: str, output: str | None, process, *, format: str | None, d
                description: str = "processing") -> int:
     """Run ``process`` over every input; returns the exit code (1 when any image failed)."""
     from .. import batch
-    from ..imgio.codec import SUPPORTED_FORMATS
+    from ..imgio.codec import SUPPORTED_FORMATS, TTY_REFUSAL
 
     if format is not None and format not in SUPPORTED_FORMATS:
         raise UsageError(f"--format {format!r}: use one of {', '.join(SUPPORTED_FORMATS)}")
@@ -50,7 +61,10 @@ def run_images(input: str, output: str | None, process, *, format: str | None, d
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     jobs, skipped = batch.plan(input, output, recursive=recursive, pattern=glob, shard=batch.parse_shard(shard),
-                               skip_existing=skip_existing, in_place=in_place, out_format=format)
+                               skip_existing=skip_existing, in_place=in_place, out_format=format,
+                               depth=depth)
+    if any(job.dest == "-" for job in jobs) and sys.stdout.isatty():
+        raise UsageError(TTY_REFUSAL)  # now, not after the work
     report = batch.Report(skipped=skipped)
     with console.progress(description, len(jobs)) as bar:
         def on_event(event: dict) -> None:

@@ -57,10 +57,11 @@ def save_weights(path: Path, model: nn.Module, meta: dict | None = None) -> None
 
 
 def save_checkpoint(path: Path, model: nn.Module, meta: dict, *, optimizer: torch.optim.Optimizer,
-                    step: int, elapsed: float, history: list[dict], train_config: dict) -> None:
+                    step: int, elapsed: float, history: list[dict], train_config: dict,
+                    grad_scaler: dict | None = None) -> None:
     record = weights_record(model, meta)
     record.update(optimizer=optimizer.state_dict(), step=step, elapsed=elapsed,
-                  history=history, train_config=train_config)
+                  history=history, train_config=train_config, grad_scaler=grad_scaler or {})
     _atomic_save(record, path)
 
 
@@ -183,6 +184,17 @@ class _FirstOutput(nn.Module):
         return output
 
 
+def why_not_a_denoiser(model: nn.Module) -> str | None:
+    """None when ``model`` denoises images (``model(x, sigma)``, as ``dncli denoise`` and
+    ``deblur`` run it); else what it is instead, to complete "NAME is ..."."""
+    if getattr(model, "image_denoiser", False):
+        return None
+    if getattr(model, "task", None):
+        return (f"a task network (--task {model.task}), not a denoiser "
+                "(it goes behind one: 'dncli cascade-train --task-model')")
+    return f"a {model.arch_name} model, not an image denoiser (see 'dncli models')"
+
+
 def program_kind(path: Path) -> str | None:
     """``torchscript`` for an archive of ``torch.jit.save``, ``export`` for one of
     ``torch.export.save`` (a ``.pt2``), None for anything else."""
@@ -202,15 +214,18 @@ def load_network(spec: str, arch: str | None = None, options: dict | None = None
     """Any network a user may plug in, in eval mode.
 
     ``spec`` is a shipped model name, a dncli weights file, a program saved by
-    ``torch.export.save`` (``.pt2``, exported with dynamic batch, height and width) or by
-    ``torch.jit.save`` (TorchScript), whose code runs, so load only programs you trust; or, with
-    ``arch`` (a built-in architecture name and its ``options``), a file holding a plain
-    ``state_dict``.
+    ``torch.export.save`` (named ``.pt2``, exported with dynamic batch, height and width) or by
+    ``torch.jit.save`` (TorchScript), whose loading runs code (``torch.export.load`` unpickles),
+    so load only programs you trust; or, with ``arch`` (a built-in architecture name and its
+    ``options``), a file holding a plain ``state_dict``, which is never taken for a program.
     """
     path = resolve(spec)
     if not path.is_file():
         raise WeightsError(f"model not found: {spec} (neither a file nor a shipped model name)")
-    kind = program_kind(path)
+    kind = None if arch is not None else program_kind(path)
+    if kind == "export" and path.suffix != ".pt2":
+        # Loading one unpickles arbitrary objects: only a name that says so may do that.
+        raise WeightsError(f"{path}: a torch.export program; name it .pt2 to load it (only if you trust it)")
     if kind is not None:
         try:
             if kind == "export":

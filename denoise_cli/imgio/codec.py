@@ -19,8 +19,8 @@ import numpy as np
 import PIL.Image
 import tifffile
 
-from .atomic import atomic_write_bytes, is_stream
-from .png import WIDE_COLOUR_TYPES, decode_wide_colour, encode_png, parse_png
+from .atomic import atomic_write_bytes, is_stream, write_all
+from .png import WIDE_COLOUR_TYPES, colour_key_alpha, decode_wide_colour, encode_png, parse_png
 from .pnm import decode_pnm, encode_pnm
 
 # tifffile logs recoverable oddities of damaged files; without a handler of its own, Python's
@@ -44,7 +44,7 @@ _KEEPS_ICC = ("png", "jpeg", "tiff")
 _KEEPS_EXIF = ("png", "jpeg")
 _EXIF_PREFIX = b"Exif\0\0"  # JPEG's APP1 marker and Pillow put it before the TIFF-structured data
 _PILLOW_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "F")
-_TTY_REFUSAL = "refusing to write binary image data to a terminal; redirect stdout or use -o FILE"
+TTY_REFUSAL = "refusing to write binary image data to a terminal; redirect stdout or use -o FILE"
 
 
 class ImageError(Exception):
@@ -178,11 +178,12 @@ def write_image(image: Image, dest: str | Path, format: str | None = None,
     The format defaults to the file's extension, or for stdout, a pipe or a device to the
     image's own format.
     ``depth`` as in :func:`encode_image`.  Returns warnings, each prefixed with the destination;
-    raises ImageError, and refuses to send binary data to a terminal.
+    raises ImageError, and refuses to send binary data to a terminal; BrokenPipeError when the
+    reader of a pipe has gone.
     """
     to_stdout = str(dest) == "-"
     if to_stdout and sys.stdout.isatty():
-        raise ImageError(_TTY_REFUSAL)
+        raise ImageError(TTY_REFUSAL)
     name = "stdout" if to_stdout else str(dest)
     if format is None:
         format = default_output_format(dest, image.format)
@@ -192,13 +193,20 @@ def write_image(image: Image, dest: str | Path, format: str | None = None,
         raise ImageError(f"{name}: {exc}") from exc
     try:
         if to_stdout:
-            sys.stdout.buffer.write(data)
+            write_all(sys.stdout.buffer, data)
             sys.stdout.buffer.flush()
         else:
             atomic_write_bytes(dest, data)
+    except BrokenPipeError:
+        raise  # the reader went away: not this image's failure, the command stops (exit 141)
     except OSError as exc:
         raise ImageError(f"{name}: cannot write ({exc.strerror or exc})") from exc
     return [f"{name}: {warning}" for warning in warnings]
+
+
+def check_depth(format: str, depth: str) -> None:
+    """ImageError unless ``format`` can store samples of ``depth`` ('8', '16' or '32f')."""
+    _output_depth(format, depth, depth, [])
 
 
 def _read_stdin() -> bytes:
@@ -240,6 +248,8 @@ def _decode_png(data: bytes) -> _Decoded:
         samples = decode_wide_colour(png)
     else:
         samples, _ = _pillow_samples(data, "PNG")
+    if png.colour_key is not None:
+        samples = colour_key_alpha(_as_hwc(samples), png)
     return samples, None, png.icc, png.exif
 
 
@@ -276,6 +286,8 @@ def _decode_tiff(data: bytes) -> _Decoded:
             samples = np.moveaxis(samples, 0, -1)
         # Sub-byte and 12-bit samples arrive in wider integer types; scale by their own range.
         maxval = 2 ** page.bitspersample - 1 if samples.dtype.kind in "ui" else None
+        if samples.dtype.kind == "i":  # signed: the positive half is the range, as for .npy
+            maxval = 2 ** (page.bitspersample - 1) - 1
         if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
             samples = (maxval if maxval else 1) - samples
         return samples, maxval, page.iccprofile, None

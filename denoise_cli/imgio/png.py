@@ -30,6 +30,7 @@ class PngFile:
     idat: bytes
     icc: bytes | None
     exif: bytes | None
+    colour_key: tuple[int, ...] | None = None  # tRNS of a gray or RGB image: the transparent colour
 
 
 def parse_png(data: bytes) -> PngFile:
@@ -37,7 +38,7 @@ def parse_png(data: bytes) -> PngFile:
     if not data.startswith(SIGNATURE):
         raise ValueError("missing PNG signature")
     view = memoryview(data)
-    pos, header, idat, icc, exif = len(SIGNATURE), None, [], None, None
+    pos, header, idat, icc, exif, colour_key = len(SIGNATURE), None, [], None, None, None
     while True:
         if pos + 12 > len(data):
             raise ValueError("PNG data ends before IEND")
@@ -57,13 +58,25 @@ def parse_png(data: bytes) -> PngFile:
             icc = zlib.decompress(body[name_end + 2:])
         elif kind == b"eXIf":
             exif = bytes(body)
+        elif kind == b"tRNS" and header is not None and header[3] in (0, 2):  # a palette's is Pillow's
+            colour_key = struct.unpack(f">{len(body) // 2}H", body)
         elif kind == b"IEND":
             break
         pos = end
     if header is None or not idat:
         raise ValueError("PNG lacks IHDR or IDAT")
     width, height, bit_depth, colour_type, _, _, interlace = header
-    return PngFile(width, height, bit_depth, colour_type, interlace == 1, b"".join(idat), icc, exif)
+    return PngFile(width, height, bit_depth, colour_type, interlace == 1, b"".join(idat), icc, exif, colour_key)
+
+
+def colour_key_alpha(samples: np.ndarray, png: PngFile) -> np.ndarray:
+    """``samples`` ``[H, W, C]`` of a gray or RGB PNG with its tRNS colour key made an alpha
+    channel: transparent where a pixel equals the key, opaque elsewhere."""
+    opaque = np.iinfo(samples.dtype).max
+    # 1-, 2- and 4-bit gray arrive scaled to 0..255, and their key must be too.
+    key = np.asarray(png.colour_key) * (opaque // (2 ** png.bit_depth - 1))
+    alpha = np.where(np.any(samples != key, axis=-1, keepdims=True), opaque, 0).astype(samples.dtype)
+    return np.concatenate([samples, alpha], axis=-1)
 
 
 def decode_wide_colour(png: PngFile) -> np.ndarray:

@@ -164,6 +164,8 @@ class BlindSpot(nn.Module):
     learned the level uses the given one when there is one, else its own estimate.
     """
 
+    image_denoiser = True  # dncli denoise and deblur may run it
+
     size_multiple = 1  # no strides: outputs shift with the input pixel by pixel
 
     def __init__(self, config: BlindSpotConfig = BlindSpotConfig()) -> None:

@@ -78,6 +78,8 @@ class MapDenoiserPair(nn.Module):
     call, so that DistributedDataParallel sees every parameter take part in the forward pass.
     """
 
+    image_denoiser = True  # dncli denoise and deblur may run it
+
     size_multiple = 1  # no strides: outputs are equivariant to every shift
 
     def __init__(self, config: MapDenoiserConfig = MapDenoiserConfig()) -> None:

@@ -79,6 +79,8 @@ class UNet3(nn.Module):
     Returns the denoised image, same shape as ``x``.
     """
 
+    image_denoiser = True  # dncli denoise and deblur may run it
+
     # Two stride-2 stages: outputs are shift-equivariant only for shifts by multiples of 4.
     size_multiple = 4
 

@@ -81,9 +81,16 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+_GLOBAL_STREAM = 1 << 62  # keeps the global generators' seeds apart from the batches'
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + rank) * 1_000_033 + step
+
+
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + rank) * 1_000_033 + step)
+    g.manual_seed(_step_seed(seed, rank, step))
     return g
 
 
@@ -116,17 +123,19 @@ def train(
     begin_step = getattr(task, "begin_step", None)
     step, elapsed_before = 0, 0.0
     history: list[dict] = []
+    precision = devices.training_precision(device, config.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     if resume:
         state = weights.load_checkpoint(checkpoint)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("grad_scaler") and scaler.is_enabled():
+            scaler.load_state_dict(state["grad_scaler"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))
     # With several groups some parameters go without a gradient on some steps, which DDP must
     # be told to expect.
     trained = dist.wrap(module_of(model) if module_of else model, find_unused_parameters=len(groups) > 1)
-    precision = devices.training_precision(device, config.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
 
     start = time.monotonic()
     last_checkpoint = start
@@ -146,7 +155,7 @@ def train(
             weights.save_checkpoint(
                 checkpoint, model, weights_meta, optimizer=optimizer, step=step,
                 elapsed=elapsed_before + time.monotonic() - start, history=history,
-                train_config=asdict(config),
+                train_config=asdict(config), grad_scaler=scaler.state_dict(),
             )
             on_event({"kind": "checkpoint", "step": step, "path": str(checkpoint)})
 
@@ -160,6 +169,9 @@ def train(
         if begin_step:
             begin_step(step)
         batch = task.batch(config.batch_size, _step_generator(config.seed, dist.rank, step), device)
+        # Draws outside the batch (dropout) come from the global generators: seeded per step
+        # too, on another stream, so that --resume continues exactly.
+        torch.manual_seed(_step_seed(config.seed, dist.rank, step) ^ _GLOBAL_STREAM)
         with devices.autocast(device, precision):
             loss = task.loss(trained, batch)
         optimizer.zero_grad(set_to_none=True)
