@@ -222,8 +222,20 @@ def test_wrong_layouts_and_models_are_clean_errors(tmp_path: Path, tiny_weights)
     result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
                        str(tiny_weights(3)), "--denoiser", str(tiny_weights(1, "gray.pt")), "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "colour unet3 denoiser")
+    # A task network that cannot score the task's classes is refused before any training.
+    segmentation_folder(tmp_path / "segments", 2)
+    for classes, task, message in ((1, "classify", "scores 1 classes and the data has 2"),
+                                   (2, "segment", "needs [batch, classes, height, width] logits")):
+        weights.save_weights(tmp_path / f"{classes}.pt", registry.build("classifier-cnn", {"classes": classes, **SMALL}))
+        result = run_dncli("cascade-train", str(tmp_path / ("cls" if task == "classify" else "segments")), "--task", task,
+                           "--task-model", str(tmp_path / f"{classes}.pt"), "--denoiser", str(tiny_weights(3)),
+                           "-o", str(tmp_path / "c.pt"))
+        assert_clean_error(result, 2, message)
     result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
-                       str(tiny_weights(3)), "--denoiser", str(tiny_weights(3)), "--photos", str(tmp_path / "cls"),
+                       str(tiny_weights(3)), "--denoiser", str(tiny_weights(3)), "-o", str(tmp_path / "c.pt"))
+    assert_clean_error(result, 2, "cannot run on a batch of RGB images")
+    result = run_dncli("cascade-train", str(tmp_path / "cls"), "--task", "classify", "--task-model",
+                       str(tmp_path / "2.pt"), "--denoiser", str(tiny_weights(3)), "--photos", str(tmp_path / "cls"),
                        "-o", str(tmp_path / "c.pt"))
     assert_clean_error(result, 2, "no usable images of at least 64x64")
     for extra, message in ((["--no-labels", "--photos", str(tmp_path / "cls")], "--photos"),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_clean_error, free_port, run_dncli
+from conftest import ROOT, assert_clean_error, free_port, run_dncli
 from denoise_cli.engine import registry, weights
 from denoise_cli.engine.algorithms import sampling
 from denoise_cli.engine.models.dde import DDEConfig, DDEModel
@@ -669,6 +669,52 @@ def test_usage_errors(tmp_path: Path, tiny_weights):
     assert_clean_error(conv_vectors, 2, "convolutional energy network needs images")
     unet_vectors = run_dncli("dde-train", "toy:rings", "--energy", "unet", "-o", str(tmp_path / "x.pt"))
     assert_clean_error(unet_vectors, 2, "unet energy network needs images")
+
+
+def test_mistakes_are_refused_before_any_work_and_inputs_are_kept(tmp_path: Path):
+    data, other = tmp_path / "data.npy", tmp_path / "other.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32))
+    np.save(other, np.zeros((10, 3), np.float32))
+    before = data.read_bytes()
+    model = tmp_path / "m.pt"
+    for extra, message in ((["--plot", str(data)], "name an image file"),
+                           (["--plot", str(model)], "unsupported image format"),
+                           (["--val", str(other)], "samples of shape [3]"),
+                           (["--no-generator", "--real-until", "2"], "--real-until"),
+                           (["--lr", "0"], "--lr must be positive"),
+                           (["--batch-size", "0"], "--batch-size must be at least 1"),
+                           (["--seed", "-1"], "--seed")):
+        assert_clean_error(run_dncli("dde-train", str(data), "-o", str(model), "--max-steps", "2", *extra), 2, message)
+    assert data.read_bytes() == before and not model.exists()
+
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes((ROOT / "weights" / "dde-rings.pt").read_bytes())
+    for cache, output, message in ((teacher, tmp_path / "g.pt", "name a .npz file"),
+                                   (tmp_path / "g.npz", tmp_path / "g.npz", "must not be the --model or --output")):
+        result = run_dncli("dde-distill", "--model", str(teacher), "-o", str(output), "--pairs-cache", str(cache))
+        assert_clean_error(result, 2, message)
+    assert teacher.read_bytes() == (ROOT / "weights" / "dde-rings.pt").read_bytes()
+
+    result = run_dncli("dde-sample", "--model", "toy:rings", "-n", "4", "-o", "/dev/stdout", "--json")
+    assert_clean_error(result, 2, "--json prints to stdout")
+
+
+def test_density_scores_any_number_of_samples_and_refuses_none_or_nan(tmp_path: Path):
+    np.save(tmp_path / "one.npy", np.array([[1.2, 0.0]], np.float32))
+    one = run_dncli("dde-density", "--model", "toy:rings", str(tmp_path / "one.npy"), "--no-normalize")
+    assert one.returncode == 0, one.stderr.decode()
+    assert len(one.stdout.decode().split()) == 1
+    for array, message in ((np.zeros((0, 2), np.float32), "no samples"),
+                           (np.array([[np.nan, 0.0]], np.float32), "NaN")):
+        buffer = tmp_path / "x.npy"
+        np.save(buffer, array)
+        result = run_dncli("dde-density", "--model", "toy:rings", "-", input=buffer.read_bytes())
+        assert_clean_error(result, 2, message)
+    # Rows of 784 values are MNIST images, one score each.
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).random((3, 784), np.float32))
+    rows = run_dncli("dde-density", "--model", "mnist", str(tmp_path / "rows.npy"), "--no-normalize")
+    assert rows.returncode == 0, rows.stderr.decode()
+    assert len(rows.stdout.decode().split()) == 3
 
 
 def test_distributed_dde_training_with_two_cpu_processes(tmp_path: Path):

@@ -30,7 +30,6 @@ app = typer.Typer(
 )
 
 
-
 class _OutputClosed(Exception):
     """The reader of stdout went away."""
 

@@ -92,7 +92,7 @@ def command(
         raise UsageError("--patch must be at least 16")
     if val_noisy is not None and val is None:
         raise UsageError("--val-noisy needs --val (the clean references)")
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
 
     record, initial_weights = None, None
     if resume:  # wins over --init, as in 'dncli train'
@@ -196,22 +196,11 @@ def _architecture(arch: str, channels: int, depth: int | None, widths: str | Non
     if depth is not None:
         overrides["trunk_depth"] = depth
     if widths is not None:
-        trunk, branch = _integers(widths, "--widths", count=2)
+        trunk, branch = training.positive_integers(widths, "--widths", count=2)
         overrides.update(trunk_width=trunk, branch_width=branch)
     if head is not None:
-        overrides["head_widths"] = tuple(_integers(head, "--head"))
+        overrides["head_widths"] = tuple(training.positive_integers(head, "--head"))
     try:
         return BlindSpotConfig.preset(arch, **overrides).to_dict()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _integers(text: str, option: str, count: int | None = None) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or (count is not None and len(values) != count) or min(values) < 1:
-        expected = f"{count} comma-separated" if count else "comma-separated"
-        raise UsageError(f"{option} {text!r}: expected {expected} positive integers")
-    return values

@@ -77,7 +77,7 @@ def command(
 
     from ..engine import weights
     from ..engine.training import ddp
-    from ..engine.training.cascade import CascadeTraining
+    from ..engine.training.cascade import CascadeTraining, check_task_network
     from ..engine.training.data import PatchSampler, load_images
     from ..engine.training.labelled import LabelledSampler
     from ..engine.training.trainer import TrainConfig
@@ -97,11 +97,16 @@ def command(
         options = json.loads(task_options)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--task-options is not JSON: {exc.msg}") from None
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
 
     network = weights.load_network(task_model, task_arch, options)
     record, model = training.starting_denoiser(str(output) if resume else denoiser, "--denoiser", 3)
-    sampler = LabelledSampler(training.labelled(task, data[0]), crop, pad) if labels else None
+    labelled_data = training.labelled(task, data[0]) if labels else None
+    try:
+        check_task_network(network, task, crop if labels else photo_crop, labelled_data.classes if labels else None)
+    except ValueError as exc:
+        raise UsageError(f"--task-model {task_model}: {exc}") from None
+    sampler = LabelledSampler(labelled_data, crop, pad) if labels else None
     validation = training.labelled(task, val) if val else None
     photo_folders = (photos or []) if labels else data
     photo_sampler = PatchSampler(load_images(photo_folders, 3, min_size=photo_crop), photo_crop) if photo_folders else None

@@ -6,6 +6,8 @@ honours ``NO_COLOR``.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import sys
 from typing import Iterator
 
@@ -25,6 +27,22 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     print(f"dncli: error: {message}", file=sys.stderr, flush=True)
+
+
+def print_json(data: object) -> None:
+    """``data`` as JSON on stdout.  A non-finite number (the infinite PSNR of identical images)
+    becomes null: Infinity and NaN are not JSON, and strict parsers reject them."""
+    print(json.dumps(_json_safe(data), indent=2, allow_nan=False))
+
+
+def _json_safe(data: object) -> object:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_safe(value) for value in data]
+    return data
 
 
 class _Progress:

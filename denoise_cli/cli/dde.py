@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from . import console, training
+from . import console, runner, training
 from .options import (CheckpointEvery, Device, Json, LearningRate, MaxSteps, MaxTime, Seed, Threads,
                       TrainingPrecision, ValidateEvery)
 
@@ -137,11 +137,17 @@ def train_command(
 
     if gen_every < 1 or max_steps < 1:
         raise UsageError("--gen-every and --max-steps must be at least 1")
+    if gen_lr is not None and not gen_lr > 0:
+        raise UsageError("--gen-lr must be positive")
+    if real_until is not None and not generator:
+        raise UsageError("--real-until freezes the data DDE while the generator learns: it needs a generator")
+    if plot is not None:
+        _check_plot_path(plot, [data, val, str(output)])
     if channels not in (None, 1, 3):
         raise UsageError("--channels must be 1 or 3")
     if size is not None and size < 4:
         raise UsageError("--size must be at least 4")
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
 
     try:
         dataset = load_data(data, size, channels, parse_subset(subset))
@@ -150,6 +156,8 @@ def train_command(
             if val else (dataset if dataset.toy is not None else None)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    if validation is not None and tuple(validation.shape) != tuple(dataset.shape):
+        raise UsageError(f"--val {val}: samples of shape {list(validation.shape)}, the data's are {list(dataset.shape)}")
     defaults = IMAGE_DEFAULTS if dataset.is_image else VECTOR_DEFAULTS
     if base is None:
         base = "gaussian" if 2 < math.prod(dataset.shape) <= MAX_BASE_DIM and energy != "unet" else "none"
@@ -248,7 +256,6 @@ def sample_command(
     are written as a grid (an image file), one PNG each (a directory) or an array (.npy);
     vectors as .npy, and 2-D vectors also as a scatter plot.
     """
-    import json
     import time
 
     import torch
@@ -265,7 +272,7 @@ def sample_command(
     if (steps is not None and steps < 1) or not step_size > 0:
         raise UsageError("--steps must be at least 1 and --step-size positive")
     to_stdout = output in (None, "-")
-    if json_output and to_stdout:
+    if json_output and (to_stdout or runner.names_stdout(output)):
         raise UsageError("--json prints to stdout: write the samples to a file with -o")
     torch_device = devices.select_device(device)
     devices.configure_cpu(threads)
@@ -288,8 +295,8 @@ def sample_command(
     _write_samples(samples, kind, output, network, grid)
     console.info(f"{count} samples ({sampler}) in {seconds:.2f}s")
     if json_output:
-        print(json.dumps({"output": output, "count": count, "sampler": sampler, "seconds": seconds,
-                          "samples_per_s": count / seconds if seconds > 0 else None}, indent=2))
+        console.print_json({"output": output, "count": count, "sampler": sampler, "seconds": seconds,
+                          "samples_per_s": count / seconds if seconds > 0 else None})
     return 0
 
 
@@ -341,9 +348,13 @@ def distill_command(
     if min(pairs, flow_steps, gen_width, gen_depth + 1, batch_size, max_steps) < 1:
         raise UsageError("--pairs, --flow-steps, --gen-width, --batch-size and --max-steps must be at least 1, "
                          "--gen-depth at least 0")
-    if pairs_cache is not None and pairs_cache.resolve() == output.resolve():
-        raise UsageError("--pairs-cache must not be the --output file")
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    if pairs_cache is not None:
+        # The cache is replaced when it holds other pairs: it must never name a model.
+        if pairs_cache.suffix != ".npz":
+            raise UsageError(f"--pairs-cache {pairs_cache}: name a .npz file")
+        if pairs_cache.resolve() in (output.resolve(), Path(model).resolve()):
+            raise UsageError("--pairs-cache must not be the --model or --output file")
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
     if resume:
         network = _load_model(str(output))
         source = network.meta.get("source", str(output))
@@ -424,8 +435,6 @@ def density_command(
     probability flow (--flow-steps): at a low level, training never sees the space between
     separated modes, so f alone does not know their relative mass.
     """
-    import json
-
     import torch
 
     from ..engine import device as devices
@@ -475,11 +484,11 @@ def density_command(
         console.info(f"log Z = {log_z:.4f}" + (f" ± {spread:.4f} over {repeats} estimates" if repeats > 1 else ""))
     result = (energies - log_z).tolist()
     if json_output:
-        print(json.dumps({"model": model, "sigma": network.config.sigma, "dim": network.config.dim,
+        console.print_json({"model": model, "sigma": network.config.sigma, "dim": network.config.dim,
                           "flow_steps": flow_steps if flowing else None,
                           "normalized": normalize, "log_z": log_z if normalize else None,
                           "log_z_std": spread if normalize else None, "count": len(result),
-                          "mean": sum(result) / len(result), "log_density": result}, indent=2))
+                          "mean": sum(result) / len(result), "log_density": result})
     else:
         sys.stdout.write("".join(f"{value:.6f}\n" for value in result))
     return 0
@@ -498,6 +507,21 @@ def _option_message(message: str) -> str:
                      "--conditional needs --anneal FROM (the highest noise level)")
             .replace("sigma must be positive", "--sigma must be positive")
             .replace("the generator learning rate must be positive", "--gen-lr must be positive"))
+
+
+def _check_plot_path(plot: Path, inputs: list[str | None]) -> None:
+    """--plot must name an image file that is none of the command's inputs and outputs: it is
+    written after training, and must neither fail then nor overwrite them."""
+    from ..imgio.codec import ImageError, format_from_path
+
+    try:
+        kind = format_from_path(plot)
+    except ImageError as exc:
+        raise UsageError(f"--plot: {exc}") from None
+    if kind == "npy":
+        raise UsageError(f"--plot {plot}: name an image file (.png)")
+    if any(spec and Path(spec).resolve() == plot.resolve() for spec in inputs):
+        raise UsageError(f"--plot {plot}: would overwrite an input or the --output file")
 
 
 def _load_model(spec: str):

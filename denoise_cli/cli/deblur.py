@@ -77,7 +77,6 @@ def command(
     if save_iterates is not None and save_iterates.exists() and not save_iterates.is_dir():
         raise UsageError(f"--save-iterates {save_iterates}: not a directory")
 
-    import json
     import time
 
     import numpy as np
@@ -165,7 +164,7 @@ def command(
     code = runner.run_images(input, output, process, format=format, depth=depth, recursive=recursive, glob=glob,
                              skip_existing=skip_existing, shard=shard, in_place=in_place, description="deblurring")
     if json_output:
-        print(json.dumps({"kernel": kernel, "boundary": boundary, "images": records}, indent=2))
+        console.print_json({"kernel": kernel, "boundary": boundary, "images": records})
     return code
 
 

@@ -19,6 +19,7 @@ from .options import Depth, Format, Glob, InPlace, Output, Recursive, Seed, Shar
 
 NAME = "degrade"
 NO_ARGS_IS_HELP = True
+MAX_POISSON_PEAK = 1e9  # far beyond any sensor, and within what the Poisson sampler draws from
 FLOAT_FORMATS = ("tiff", "npy")
 
 
@@ -42,7 +43,7 @@ def command(
 ) -> int:
     import numpy as np
 
-    from ..engine.physics.blur import blur as apply_blur, parse_kernel
+    from ..engine.physics.blur import KernelError, blur as apply_blur, parse_kernel
     from ..imgio.codec import default_output_format
 
     if noise is None and blur is None:
@@ -52,7 +53,10 @@ def command(
     add_noise = _noise_model(noise) if noise else None
     kernel = None
     if blur:
-        kernel, warnings = parse_kernel(blur)
+        try:
+            kernel, warnings = parse_kernel(blur)
+        except KernelError as exc:
+            raise UsageError(f"--blur: {exc}") from None
         for warning in warnings:
             runner.console.warn(warning)
 
@@ -89,7 +93,8 @@ def _noise_model(spec: str):
             raise UsageError(f"--noise {spec!r}: sigma must be in 0..255")
         return lambda image, rng: noise_models.gaussian(image, level, rng)
     if kind == "poisson":
-        if level <= 0:
-            raise UsageError(f"--noise {spec!r}: the peak must be positive")
+        if not 0 < level <= MAX_POISSON_PEAK:
+            raise UsageError(f"--noise {spec!r}: the peak (photons at the white level) must be in "
+                             f"(0, {MAX_POISSON_PEAK:g}]")
         return lambda image, rng: noise_models.poisson(image, level, rng)
     raise UsageError(f"--noise {spec!r}: unknown noise {kind!r} (use gaussian or poisson)")

@@ -59,8 +59,6 @@ def command(
     if tile is not None and tile < 64:
         raise UsageError("--tile must be at least 64 pixels")
 
-    import json
-
     import numpy as np
 
     from ..engine import weights as weight_files
@@ -105,7 +103,7 @@ def command(
                              skip_existing=skip_existing, shard=shard, in_place=in_place,
                              batch_size=batch_size, description="denoising")
     if json_output:
-        print(json.dumps({"images": records}, indent=2))
+        console.print_json({"images": records})
     return code
 
 

@@ -3,6 +3,7 @@ that set its speed (native bfloat16, malloc tuning), and whether the shipped wei
 against their manifest."""
 from __future__ import annotations
 
+from . import console
 from .options import Device, Json
 
 NAME = "doctor"
@@ -10,7 +11,6 @@ NO_ARGS_IS_HELP = False
 
 
 def command(device: Device = None, json_output: Json = False) -> int:
-    import json
     import os
     import platform
 
@@ -41,7 +41,7 @@ def command(device: Device = None, json_output: Json = False) -> int:
             report["weights"][name] = f"FAILED: {exc}"
             healthy = False
     if json_output:
-        print(json.dumps(report, indent=2))
+        console.print_json(report)
     else:
         rows = []
         for key, value in report.items():

@@ -3,6 +3,7 @@
 OUTPUT and --ref are files, directories (matched by relative path) or '-' (one side at a
 time). 8- and 16-bit references are compared after rounding both images to that depth, float
 references on their values with a data range of 1. Prints a table, or --json / --csv.
+Identical images have an infinite PSNR: inf in the table and CSV, null in JSON.
 """
 from __future__ import annotations
 
@@ -28,8 +29,6 @@ def command(
     json_output: Json = False,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
 ) -> int:
-    import json
-
     import numpy as np
 
     from ..engine.metrics import compare
@@ -58,7 +57,7 @@ def command(
         raise typer.Exit(1)
     mean = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim")}
     if json_output:
-        print(json.dumps({"images": rows, "mean": mean, "failed": failed, "crop": crop, "luma": y}, indent=2))
+        console.print_json({"images": rows, "mean": mean, "failed": failed, "crop": crop, "luma": y})
     elif csv:
         print("name,psnr,ssim")
         for row in rows + [{"name": "mean", **mean}]:

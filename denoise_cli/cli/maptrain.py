@@ -55,7 +55,7 @@ def command(
 
     from ..engine import registry, weights
     from ..engine.training import ddp
-    from ..engine.training.data import PatchSampler, load_images
+    from ..engine.training.data import load_images
     from ..engine.training.map_denoiser import MapDenoiserTraining
     from ..engine.training.trainer import TrainConfig
 
@@ -69,7 +69,7 @@ def command(
         raise UsageError("--patch must be at least 16 pixels")
     if layers < 2 or width < 1:
         raise UsageError("--layers must be at least 2 and --width at least 1")
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
 
     options = {"channels": channels, "depth": layers, "width": width, "sigma_r": level}
     if resume:
@@ -83,7 +83,7 @@ def command(
         level = options["sigma_r"]
     model = registry.build("map-denoiser", options)
     console.info(f"loading training images from {', '.join(map(str, data))}")
-    sampler = PatchSampler(load_images(data, channels), patch)
+    sampler = training.patch_sampler(load_images(data, channels), patch)
     validation = load_images([val], channels) if val else []
     task = MapDenoiserTraining(sampler, level, (low, high), validation)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,

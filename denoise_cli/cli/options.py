@@ -7,6 +7,8 @@ import typer
 
 from ..errors import UsageError
 
+MAX_SEED = 2**63 - 1  # what every random generator dncli seeds accepts
+
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="Output file, directory (for a directory input) or '-' for stdout [default: stdout].")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Include images in subdirectories.")]
@@ -36,7 +38,7 @@ TrainingPrecision = Annotated[str, typer.Option(
 Tile = Annotated[Optional[int], typer.Option(
     "--tile", help="Tile side in pixels for large images [default: chosen from free memory].")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Same-size images processed together.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of everything random.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 # The trainers' options (each command sets its own defaults).

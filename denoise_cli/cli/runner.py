@@ -11,11 +11,11 @@ from . import console
 
 def check_json_destination(json_output: bool, output: str | None, in_place: bool) -> None:
     """--json owns stdout, so the images must go to files."""
-    if json_output and not in_place and (output in (None, "-") or _is_stdout(output)):
+    if json_output and not in_place and (output in (None, "-") or names_stdout(output)):
         raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
 
 
-def _is_stdout(path: str) -> bool:
+def names_stdout(path: str) -> bool:
     """Whether ``path`` is the file stdout writes to (``/dev/stdout``, or stdout's redirection)."""
     try:
         return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UsageError
 from . import training
 from .options import (CheckpointEvery, Crop, Device, Json, LabelledTask, LearningRate, MaxSteps, MaxTime,
     Pad, TrainingPrecision, Resume, Seed, Threads, ValidateEvery)
@@ -52,12 +53,16 @@ def command(
     from ..engine.training.trainer import TrainConfig
 
     crop, pad = training.crop_and_pad(task, crop, pad)
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
     train_data = training.labelled(task, data)
     validation = training.labelled(task, val) if val else None
-    options = {"classes": train_data.classes, "widths": training.numbers(widths, 3, "--widths", int)}
+    options = {"classes": train_data.classes, "widths": training.positive_integers(widths, "--widths", 3)}
     if resume:
-        options = weights.load_checkpoint(output)["options"]
+        record = weights.load_checkpoint(output)
+        if record.get("arch") != ARCHITECTURE[task] or record["options"].get("classes") != train_data.classes:
+            raise UsageError(f"--resume: {output} holds no {ARCHITECTURE[task]} of {train_data.classes} classes; "
+                             "resume it with the --task and data it was trained on")
+        options = record["options"]
     model = registry.build(ARCHITECTURE[task], options)
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,
                          validate_every=validate_every if val else 0, checkpoint_every=checkpoint_every,

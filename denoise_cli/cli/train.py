@@ -54,24 +54,29 @@ def command(
 
     from ..engine import registry, weights
     from ..engine.training import ddp
-    from ..engine.training.data import PatchSampler, load_images, with_rescaled_copies
-    from ..engine.training.supervised import SupervisedDenoising
+    from ..engine.training.data import load_images, with_rescaled_copies
+    from ..engine.training.supervised import LOSSES, SupervisedDenoising
     from ..engine.training.trainer import TrainConfig
 
     low, high = training.sigma_range(sigma_range, "--sigma-range")
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 or 3")
+    if loss not in LOSSES:
+        raise UsageError(f"--loss {loss!r}: use {' or '.join(LOSSES)}")
     training.check_patch_side(patch, "--patch")
     image_scales = tuple(training.numbers(scales, scales.count(",") + 1, "--scales"))
     if any(not 0 < scale <= 1 for scale in image_scales):
         raise UsageError(f"--scales {scales!r}: every scale must lie in (0, 1]")
-    torch_device = training.prepare(output, resume, device, threads, precision, seed)
+    torch_device = training.prepare(output, resume, device, threads, precision, seed, batch_size, learning_rate)
 
-    options = {"channels": channels, "widths": training.numbers(widths, 3, "--widths", int),
+    options = {"channels": channels, "widths": training.positive_integers(widths, "--widths", 3),
                "encoder_blocks": training.numbers(blocks, 3, "--blocks", int)[:2],
                "decoder_blocks": training.numbers(blocks, 3, "--blocks", int)[2]}
     if resume:
         record = weights.load_checkpoint(output)
+        if record.get("arch") != "unet3" or record["options"].get("channels") != channels:
+            raise UsageError(f"--resume: {output} holds no {channels}-channel unet3 denoiser; resume it with the "
+                             "command and --channels that wrote it")
         initial_weights = record["meta"].get("initial_weights")
         model = weights.model_from_record(record, str(output))
     elif init:
@@ -81,7 +86,7 @@ def command(
         initial_weights = None
         model = registry.build("unet3", options)
     console.info(f"loading training images from {', '.join(map(str, data))}")
-    sampler = PatchSampler(with_rescaled_copies(load_images(data, channels), image_scales, patch), patch)
+    sampler = training.patch_sampler(with_rescaled_copies(load_images(data, channels), image_scales, patch), patch)
     validation = load_images([val], channels) if val else []
     task = SupervisedDenoising(sampler, (low, high), loss, validation, (val_sigma,))
     config = TrainConfig(max_steps=max_steps, max_time=max_time, batch_size=batch_size, learning_rate=learning_rate,

@@ -2,7 +2,6 @@
 JSON summary, number lists."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -11,17 +10,22 @@ from ..errors import UsageError
 from . import console, runner
 
 
-def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str, seed: int):
-    """Check that --output can be written (or, with --resume, continued) and return this
-    process's torch device (its own GPU under torchrun), with --threads applied and --precision
-    checked (and warned about where the CPU cannot honour it) before any work.  Seeds torch with
-    --seed, so that a new network's initial weights (and dropout) are the same in every run: the
-    trainer seeds the batches itself."""
+def prepare(output: Path, resume: bool, device: str | None, threads: int | None, precision: str, seed: int,
+            batch_size: int | None, learning_rate: float):
+    """Check that --output can be written (or, with --resume, continued), --batch-size (None:
+    the command's default) and --lr, and return this process's torch device (its own GPU under
+    torchrun), with --threads applied and --precision checked (and warned about where the CPU
+    cannot honour it) before any work.  Seeds torch with --seed, so that a new network's initial
+    weights are the same in every run: the trainer seeds the batches and dropout itself."""
     import torch
 
     from ..engine import device as devices
     from ..engine.training import ddp
 
+    if batch_size is not None and batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if not learning_rate > 0:  # also refuses NaN
+        raise UsageError("--lr must be positive")
     if resume and not output.is_file():
         raise UsageError(f"--resume: no checkpoint at {output}")
     if not resume and output.exists():
@@ -51,8 +55,8 @@ def is_main_process() -> bool:
 def print_summary(output: Path, result, **extra: object) -> None:
     """The ``--json`` summary of a finished training run, on stdout, from rank 0 only."""
     if is_main_process():
-        print(json.dumps({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "history": result.history, **extra}, indent=2))
+        console.print_json({"output": str(output), "step": result.step, "elapsed": result.elapsed,
+                          "history": result.history, **extra})
 
 
 def numbers(text: str, count: int, option: str, kind: type = float) -> list:
@@ -63,6 +67,19 @@ def numbers(text: str, count: int, option: str, kind: type = float) -> list:
         values = []
     if len(values) != count:
         raise UsageError(f"{option} {text!r}: expected {count} comma-separated numbers")
+    return values
+
+
+def positive_integers(text: str, option: str, count: int | None = None) -> list[int]:
+    """Comma-separated integers of at least 1 (``count`` of them, when given), such as layer
+    widths; UsageError otherwise."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or (count is not None and len(values) != count) or min(values) < 1:
+        expected = f"{count} comma-separated" if count else "comma-separated"
+        raise UsageError(f"{option} {text!r}: expected {expected} positive integers")
     return values
 
 
@@ -116,6 +133,17 @@ def starting_denoiser(spec: str, option: str, channels: int):
     (:func:`starting_model`)."""
     kind, name = ("colour", "unet3-color") if channels == 3 else ("gray", "unet3-gray")
     return starting_model(spec, option, "unet3", f"a {kind} unet3 denoiser is needed, such as {name}", channels)
+
+
+def patch_sampler(images: list, patch: int):
+    """A ``PatchSampler`` of ``patch``-pixel patches of ``images``; images smaller than a patch
+    are a usage error."""
+    from ..engine.training.data import PatchSampler
+
+    try:
+        return PatchSampler(images, patch)
+    except ValueError as exc:
+        raise UsageError(f"--patch {patch}: {exc}") from None
 
 
 def crop_and_pad(task: str, crop: int | None, pad: int | None) -> tuple[int, int]:

@@ -34,6 +34,27 @@ from .labelled import LabelledImages, LabelledSampler
 from .task_networks import METRIC, protocol_noise, score, task_loss
 
 
+def check_task_network(network: nn.Module, task: str, side: int, classes: int | None) -> None:
+    """ValueError unless ``network`` maps a batch of RGB images of ``side`` x ``side`` pixels to
+    the logits ``task`` needs: ``[B, K]`` (classify) or ``[B, K, side, side]`` (segment), with
+    K at least ``classes`` when that is known."""
+    probe = torch.rand(1, 3, side, side)
+    try:
+        with torch.no_grad():
+            logits = network(probe)
+    except (TypeError, RuntimeError) as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise ValueError(f"cannot run on a batch of RGB images ({type(exc).__name__}: {first_line})") from None
+    layout = (2, None) if task == "classify" else (4, (side, side))
+    if not isinstance(logits, torch.Tensor) or logits.ndim != layout[0] or \
+            (layout[1] is not None and tuple(logits.shape[2:]) != layout[1]):
+        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        needed = "[batch, classes]" if task == "classify" else "[batch, classes, height, width]"
+        raise ValueError(f"returns {shape} for a {list(probe.shape)} batch where --task {task} needs {needed} logits")
+    if classes is not None and logits.shape[1] < classes:
+        raise ValueError(f"scores {logits.shape[1]} classes and the data has {classes}")
+
+
 def freeze(network: nn.Module) -> nn.Module:
     """``network`` in eval mode with no trainable parameters."""
     network.eval()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -244,12 +245,13 @@ def parse_subset(text: str | None) -> tuple[int, int | None] | None:
 
 
 def load_data(spec: str, size: int | None = None, channels: int | None = None,
-              subset: tuple[int, int | None] | None = None) -> DDEData:
+              subset: tuple[int, int | None] | None = None, least: int = 2) -> DDEData:
     """The data named by ``spec`` (see the module docstring).
 
     ``size`` (pixels) resizes images to ``size x size``; ``channels`` (1 or 3) converts images to
     gray or colour (default: colour if any image has colour); ``subset`` keeps rows
-    ``START:STOP`` of a finite set.  Raises FileNotFoundError or ValueError with a one-line message.
+    ``START:STOP`` of a finite set, which must hold at least ``least`` samples (training needs
+    2, for the data's spread).  Raises FileNotFoundError or ValueError with a one-line message.
     """
     if spec.startswith("toy:"):
         name = spec[4:]
@@ -273,8 +275,8 @@ def load_data(spec: str, size: int | None = None, channels: int | None = None,
         if start >= len(values):
             raise ValueError(f"--subset starts at {start} but {spec} has {len(values)} samples")
         values = values[start:stop]
-    if len(values) < 2:
-        raise ValueError(f"{spec}: need at least 2 samples, found {len(values)}")
+    if len(values) < least:
+        raise ValueError(f"{spec}: need at least {least} samples, found {len(values)}")
     return DDEData(spec, tuple(values.shape[1:]), values=values)
 
 
@@ -297,7 +299,7 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: corrupt gzip data ({exc})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0":
         raise ValueError(f"{path}: not an idx file, a .npy array or a directory of images")
@@ -382,16 +384,21 @@ def samples_for(spec: str | bytes, shape: tuple[int, ...], limit: int | None = N
     are converted to the model's channels and size; ``limit`` keeps the first rows.
     """
     is_image = len(shape) == 3
+    name = "stdin" if isinstance(spec, bytes) else spec
     if isinstance(spec, bytes):
         values = _samples_from_bytes(spec, shape)
     elif is_image and Path(spec).is_file() and Path(spec).suffix.lower() != ".gz" and not _is_idx(Path(spec)):
         values = _image_samples(Path(spec).read_bytes(), shape, spec)
     else:
         images = is_image and not spec.startswith("toy:")
-        data = load_data(spec, size=shape[-1], channels=shape[0]) if images else load_data(spec)
+        data = load_data(spec, size=shape[-1], channels=shape[0], least=1) if images else load_data(spec, least=1)
         values = data.all(limit, seed)
     if tuple(values.shape[1:]) != tuple(shape):
         raise ValueError(f"samples of shape {list(values.shape[1:])} for a model of shape {list(shape)}")
+    if len(values) == 0:
+        raise ValueError(f"{name}: no samples")
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
     return values[:limit]
 
 
@@ -427,8 +434,10 @@ def _image_samples(raw: bytes, shape: tuple[int, ...], name: str) -> torch.Tenso
     included) as ``[1, C, H, W]`` at the model's shape."""
     if raw.startswith(np.lib.format.MAGIC_PREFIX):
         array = _npy_array(raw, f"{name}: not a readable .npy array")
-        if array.ndim == 4 and np.issubdtype(array.dtype, np.number):
-            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        flat = array.ndim == 2 and array.shape[1] == math.prod(shape)  # [N, C*H*W] rows, as vectors
+        if (array.ndim == 4 or flat) and np.issubdtype(array.dtype, np.number):
+            values = np.ascontiguousarray(array, dtype=np.float32)
+            return torch.from_numpy(values.reshape(-1, *shape) if flat else values)
     return _image_sample(raw, shape, name)
 
 

@@ -85,7 +85,8 @@ _GLOBAL_STREAM = 1 << 62  # keeps the global generators' seeds apart from the ba
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
-    return (seed * 1_000_003 + rank) * 1_000_033 + step
+    # Below 2**63 for any seed, rank and step, as torch's generators need (2**64 at most).
+    return ((seed * 1_000_003 + rank) * 1_000_033 + step) % (1 << 63)
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -127,6 +128,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     if resume:
         state = weights.load_checkpoint(checkpoint)
+        if "optimizer" not in state:
+            raise weights.WeightsError(f"{checkpoint}: weights without training state, which --resume needs; "
+                                       "start from them with --init instead")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("grad_scaler") and scaler.is_enabled():
