@@ -80,6 +80,8 @@ def plan(source: str, output: str | None, *, recursive: bool = False, pattern: s
     if in_place:
         if output is not None:
             raise UsageError("--in-place and -o/--output exclude each other")
+        if skip_existing:
+            raise UsageError("--in-place and --skip-existing exclude each other (every output exists)")
         output = source
     if source == "-":
         return [Job("-", output or "-", 0, "<stdin>")], 0

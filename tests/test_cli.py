@@ -345,6 +345,8 @@ def test_outputs_that_collide_or_cannot_hold_the_depth_are_refused_before_any_wo
     result = run_dncli("degrade", str(tmp_path / "in" / "a.png"), "--noise", "gaussian:5", "--depth", "16",
                        "-o", str(tmp_path / "out" / "a.jpg"))
     assert_clean_error(result, 2, "--depth 16", "JPEG")
+    result = run_dncli("degrade", str(tmp_path / "in"), "--noise", "gaussian:5", "--in-place", "--skip-existing")
+    assert_clean_error(result, 2, "exclude each other")
     assert not (tmp_path / "out").exists()
 
 

@@ -483,6 +483,12 @@ def test_write_unsupported_extension_and_missing_directory(tmp_path):
     assert read_image(tmp_path / "out.gif").format == "png"
 
 
+def test_atomic_write_names_the_target_in_its_errors(tmp_path):
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(tmp_path / "missing" / "a.npy", b"data")
+    assert caught.value.filename == str(tmp_path / "missing" / "a.npy")
+
+
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "a.png"
     _, pixels = make_samples("8", 3)

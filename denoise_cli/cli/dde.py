@@ -600,7 +600,7 @@ def _write_samples(samples, kind: str, output: str | None, model, columns: int |
     import numpy as np
 
     from ..engine import plots
-    from ..imgio.atomic import atomic_write_bytes
+    from ..imgio.atomic import atomic_write_bytes, write_all
     from ..imgio.codec import Image, write_image
 
     dest = output or "-"
@@ -608,7 +608,7 @@ def _write_samples(samples, kind: str, output: str | None, model, columns: int |
         buffer = io.BytesIO()
         np.save(buffer, samples.numpy().astype(np.float32))
         if dest == "-":
-            sys.stdout.buffer.write(buffer.getvalue())
+            write_all(sys.stdout.buffer, buffer.getvalue())
             sys.stdout.buffer.flush()
         else:
             atomic_write_bytes(dest, buffer.getvalue())

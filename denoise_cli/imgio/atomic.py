@@ -37,7 +37,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with _interrupt_deferred():
         # O_EXCL: never clobber a file of the same name; mode 0o666 lets the umask decide
         # permissions, as for any newly created file (mkstemp would force 0o600).
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:  # name the file asked for, not the temporary one
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         try:
             with open(fd, "wb") as stream:
                 with contextlib.suppress(FileNotFoundError):
