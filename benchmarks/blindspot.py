@@ -166,7 +166,7 @@ def sweep(models: dict[str, torch.nn.Module], supervised: tuple[str, torch.nn.Mo
 def sweep_report(curves: dict[str, list[float]], sigmas: list[int], set_name: str, images: int,
                  plot: Path) -> None:
     """The sweep as a table and a PNG; one colour per model, dashed where sigma was not known."""
-    print(f"\n## Posterior PSNR (dB) against the test sigma, {set_name} ({images} images)\n")
+    print(f"\n## Posterior PSNR (dB) against the test sigma, P1 noise, {set_name} ({images} images)\n")
     print("| model | " + " | ".join(str(s) for s in sigmas) + " |")
     print("|---|" + "---|" * len(sigmas))
     for key, values in curves.items():
@@ -183,7 +183,8 @@ def sweep_report(curves: dict[str, list[float]], sigmas: list[int], set_name: st
 def cost(model: torch.nn.Module, device: torch.device, precision: str, size: int, ensemble: bool = False) -> dict:
     """Parameters, MAC per pixel (network; plus the noise estimator where there is one) and speed."""
     channels = model.config.channels
-    row = {"parameters": parameter_count(model), "macs_per_pixel": macs_per_pixel(model.cpu(), channels)}
+    row = {"parameters": parameter_count(model),
+           "macs_per_pixel": macs_per_pixel(model.cpu(), channels) * (8 if ensemble else 1)}
     if model.noise_net is not None:  # 'same' convolutions: in * out * taps per pixel each
         row["noise_macs_per_pixel"] = float(sum(m.weight[0].numel() * m.out_channels
                                                  for m in model.noise_net if isinstance(m, torch.nn.Conv2d)))

@@ -199,8 +199,9 @@ def markdown(results: dict, seeds: list[int]) -> str:
                 mean, spread = mean_spread(scores[s][key])
                 cells.append(f"{mean:.4f}" + (f" ± {spread:.4f}" if len(scores[s][key]) > 1 else ""))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("\n## PSNR of the denoisers (dB, first "
-                 f"{results['psnr_images']} images of each set; mean ± std over seeds)\n")
+    lines.append("\n## PSNR of the denoisers (dB, P1 noise on the first "
+                 f"{results['psnr_images']} images of each set, so not comparable to full-set P1 figures; "
+                 "mean ± std over seeds)\n")
     for name, by_sigma in results["psnr"].items():
         sigmas = list(by_sigma)
         lines.append(f"\n### {name}\n")

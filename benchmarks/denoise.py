@@ -53,7 +53,7 @@ from denoise_cli.engine.inference import Runner
 from denoise_cli.engine import device
 device.configure_cpu({threads})
 model = weights.load_model({path!r}) if {path!r} else weights.load_shipped("unet3-color")
-runner = Runner(model, torch.device({device!r}), tile={tile}, ensemble={ensemble})
+runner = Runner(model, torch.device({device!r}), {precision!r}, tile={tile}, ensemble={ensemble})
 image = np.random.default_rng(0).random((1, 2048, 2048, 3), dtype=np.float32)
 
 
@@ -124,7 +124,9 @@ def quality(runner: Runner, folder: Path, sigmas: list[int], limit: int | None) 
 def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dict[str, float]:
     """Megapixels/s of each named runner on a ``size``-square image of its model's channels, the
     median of ``rounds`` timings after a warm-up.  The runners take turns within each round, so a
-    slow moment of a shared machine falls on all of them rather than on one."""
+    slow moment of a shared machine falls on all of them rather than on one.  A model that
+    estimates the noise level itself is timed with its estimate, as ``dncli denoise -s auto``
+    runs it."""
     images = {name: np.random.default_rng(0).random((1, size, size, runner.model.config.channels), dtype=np.float32)
               for name, runner in runners.items()}
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -133,7 +135,8 @@ def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dic
             if runner.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            runner(images[name], 25 / 255.0)
+            own = getattr(runner.model, "estimates_sigma", False)
+            runner(images[name], runner.own_sigma(images[name]) if own else 25 / 255.0)
             if runner.device.type == "cuda":
                 torch.cuda.synchronize()
             if round_:
@@ -142,10 +145,11 @@ def speeds(runners: dict[str, Runner], size: int = 1024, rounds: int = 5) -> dic
 
 
 def memory(path: str | None, device: str, threads: int, tile: int | None, ensemble: bool = False,
-           runs: int = 3) -> dict[str, float]:
+           runs: int = 3, precision: str = "fp32") -> dict[str, float]:
     """The largest peak of ``runs`` fresh processes: on 2 CPU threads one run's peak varies by up to
     25 % (1.6-2.05 GB for the colour model), and the largest is what a user has to provide."""
     code = MEMORY_PROBE.format(root=str(ROOT), path=path or "", device=device, threads=threads, tile=tile,
+                               precision=precision,
                                ensemble=ensemble)
     probes = [tuple(map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split()))
               for _ in range(runs)]
@@ -210,7 +214,8 @@ def main() -> None:
                * (8 if runner.ensemble else 1),
                "megapixels_per_s": rates[name]}
         measured = not args.no_memory and runner is runners[3]
-        mem = memory(paths[3], args.device, args.threads, None, args.ensemble) if measured else {}
+        mem = memory(paths[3], args.device, args.threads, None, args.ensemble, precision=args.precision) \
+            if measured else {}
         row.update(mem)
         results["models"][name] = row
         peak = f"{mem['peak_rss_mb']:.0f}" if mem else "-"

@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     sigmas = [int(s) for s in args.sigmas.split(",")]
 
-    print(f"Noise-level estimate, {'8-bit clipped' if args.clip else 'unclipped float'} noisy input\n")
+    print(f"Noise-level estimate, P1 noise, {'8-bit clipped' if args.clip else 'unclipped float'} noisy input\n")
     print("| set | sigma | images | mean estimate | mean abs error | max abs error | ms / image |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.sets.split(","):
