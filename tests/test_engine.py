@@ -183,6 +183,26 @@ def test_resume_after_an_interruption_is_exact(tmp_path: Path, make):
         assert torch.equal(tensor, resumed["state_dict"][name]), name
 
 
+def test_resuming_with_other_settings_or_nothing_left_is_said(tmp_path: Path):
+    from dataclasses import replace
+
+    from denoise_cli.engine.training.trainer import TrainConfig, train
+
+    config = TrainConfig(max_steps=2, batch_size=2, warmup_steps=1, log_every=1, validate_every=0)
+    train(*_supervised_denoising(), config, tmp_path / "c.pt", {}, torch.device("cpu"))
+    warnings: list[str] = []
+
+    def collect(event: dict) -> None:
+        if event["kind"] == "warning":
+            warnings.append(event["message"])
+
+    longer = replace(config, max_steps=3)
+    train(*_supervised_denoising(), longer, tmp_path / "c.pt", {}, torch.device("cpu"), resume=True, on_event=collect)
+    assert len(warnings) == 1 and "max_steps 2 -> 3" in warnings[0]
+    train(*_supervised_denoising(), longer, tmp_path / "c.pt", {}, torch.device("cpu"), resume=True, on_event=collect)
+    assert len(warnings) == 2 and "step 3 of 3: nothing to train" in warnings[1]
+
+
 def test_cpu_training_precision_is_float32_by_default_and_bf16_on_request(tmp_path: Path):
     runs = {}
     for precision in ("auto", "fp32", "bf16"):

@@ -26,7 +26,8 @@ def warn(message: str) -> None:
 
 
 def error(message: str) -> None:
-    print(f"dncli: error: {message}", file=sys.stderr, flush=True)
+    one_line = " ".join(message.split())  # a library's multi-line message (torch's) too
+    print(f"dncli: error: {one_line}", file=sys.stderr, flush=True)
 
 
 def print_json(data: object) -> None:

@@ -45,8 +45,9 @@ def train_command(
                                          "over the first 3/4 of the steps; with --conditional, train for every "
                                          "level in [--sigma, FROM].")] = None,
     conditional: Annotated[bool, typer.Option(
-        "--conditional/--no-conditional", help="A noise-conditional DDE (needs --anneal), sampled by annealed "
-                                               "Langevin dynamics.")] = False,
+        "--conditional/--no-conditional", help="A noise-conditional DDE (needs --anneal): one network for every "
+                                               "level, sampled along its probability flow (or by annealed "
+                                               "Langevin dynamics).")] = False,
     generator: Annotated[bool, typer.Option(
         "--generator/--no-generator", help="Also train a generator (and the DDE that tracks its samples).")] = True,
     gen_every: Annotated[int, typer.Option(

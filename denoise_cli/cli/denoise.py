@@ -77,6 +77,10 @@ def command(
             reason = weight_files.why_not_a_denoiser(network)
             if reason:
                 raise UsageError(f"{weights or model} is {reason}")
+            fixed_level = getattr(network.config, "sigma_r", None)  # a MAP denoiser: one level only
+            if fixed_level is not None and fixed_sigma is not None and fixed_sigma != fixed_level:
+                console.warn(f"{weights or model} denoises noise of level {fixed_level:g} only: "
+                             f"-s {fixed_sigma:g} does not change what it does")
             runners[channels] = Runner(network, torch_device, precision, tile, ensemble)
         return runners[channels]
 

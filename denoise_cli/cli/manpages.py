@@ -12,6 +12,8 @@ import typer
 
 from .. import __version__
 
+SUMMARY_LIMIT = 300  # a whole first sentence: NAME lines are cut nowhere
+
 EXIT_STATUS = [
     ("0", "Success."),
     ("1", "Runtime failure: an unreadable input, a failed image in a batch, out of memory."),
@@ -84,12 +86,12 @@ def pages(app: typer.Typer) -> dict[str, str]:
             body += [".SH ARGUMENTS"] + _arguments(command)
         body += [".SH OPTIONS"] + _option_lines(command, ctx)
         body += [".SH SEE ALSO", "\\fBdncli\\fR(1)"]
-        summary = command.get_short_help_str(limit=80)
+        summary = command.get_short_help_str(limit=SUMMARY_LIMIT)
         result[f"dncli-{name}.1"] = _page(f"dncli-{name}", summary, f"dncli {name} {usage}", command.help or "", body)
     body = [".SH COMMANDS"]
     for name in commands:
         command = root.get_command(root_ctx, name)
-        body += [".TP", f"\\fBdncli {name}\\fR(1)", _escape(command.get_short_help_str(limit=80))]
+        body += [".TP", f"\\fBdncli {name}\\fR", _escape(command.get_short_help_str(limit=SUMMARY_LIMIT))]
     body += [".SH OPTIONS"] + _option_lines(root, root_ctx)
     body += [".SH EXIT STATUS"] + [line for code, text in EXIT_STATUS for line in (".TP", code, _escape(text))]
     body += [".SH ENVIRONMENT"] + [line for var, text in ENVIRONMENT for line in (".TP", _escape(var), _escape(text))]

@@ -92,6 +92,8 @@ def _reporter(bar) -> Callable[[dict], None]:
         elif event["kind"] == "validate":
             scores = "  ".join(f"{k} {v:.3f}" for k, v in event.items() if k not in ("kind", "step"))
             console.info(f"step {event['step']}: validation {scores}")
+        elif event["kind"] == "warning":
+            console.warn(event["message"])
         elif event["kind"] == "checkpoint":
             console.info(f"step {event['step']}: checkpoint {event['path']}")
 

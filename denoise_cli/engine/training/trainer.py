@@ -6,7 +6,8 @@ DistributedDataParallel when started by ``torchrun``, exact resumption from chec
 the batches, the loss and the validation metric.
 
 Randomness: the batch of step ``s`` on rank ``r`` comes from a generator seeded with
-``(seed, r, s)``, so a resumed run draws exactly the batches the uninterrupted run would have.
+``(seed, r, s)``, and the global generators (dropout) are reseeded from it at every step, so a
+resumed run draws exactly what the uninterrupted run would have.
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ from torch import nn
 from .. import device as devices
 from .. import weights
 from . import ddp
+
+
+# The settings that shape a run's steps: a resumed run continues exactly only with the same ones.
+RESUME_SETTINGS = ("max_steps", "batch_size", "learning_rate", "final_learning_rate", "warmup_steps", "seed",
+                   "grad_clip", "precision")
 
 
 @dataclass
@@ -108,8 +114,8 @@ def train(
     """Train ``model`` on ``task``; checkpoints (also loadable as weights) go to ``checkpoint``.
 
     ``weights_meta`` is the architecture record (``arch``, ``options``, ...) saved with the
-    weights.  ``on_event`` receives dicts with a ``kind`` of ``log``, ``validate`` or
-    ``checkpoint``; it is called on rank 0 only.
+    weights.  ``on_event`` receives dicts with a ``kind`` of ``log``, ``validate``,
+    ``checkpoint`` or ``warning`` (with a ``message``); it is called on rank 0 only.
     """
     dist = ddp.context(device)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
@@ -137,6 +143,15 @@ def train(
             scaler.load_state_dict(state["grad_scaler"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))
+        changed = ", ".join(f"{name} {state['train_config'][name]} -> {getattr(config, name)}"
+                            for name in RESUME_SETTINGS if name in state.get("train_config", {})
+                            and state["train_config"][name] != getattr(config, name))
+        if changed and dist.is_main:
+            on_event({"kind": "warning", "message": f"resuming with other settings than the checkpoint's ({changed}): "
+                                                    "the run goes on with the new ones, not exactly as it would have"})
+        if step >= config.max_steps and dist.is_main:
+            on_event({"kind": "warning", "message": f"the checkpoint is at step {step} of {config.max_steps}: "
+                                                    "nothing to train (raise --max-steps)"})
     # With several groups some parameters go without a gradient on some steps, which DDP must
     # be told to expect.
     trained = dist.wrap(module_of(model) if module_of else model, find_unused_parameters=len(groups) > 1)
