@@ -297,7 +297,7 @@ def sample_command(
     console.info(f"{count} samples ({sampler}) in {seconds:.2f}s")
     if json_output:
         console.print_json({"output": output, "count": count, "sampler": sampler, "seconds": seconds,
-                          "samples_per_s": count / seconds if seconds > 0 else None})
+                            "samples_per_s": count / seconds if seconds > 0 else None})
     return 0
 
 
@@ -486,10 +486,10 @@ def density_command(
     result = (energies - log_z).tolist()
     if json_output:
         console.print_json({"model": model, "sigma": network.config.sigma, "dim": network.config.dim,
-                          "flow_steps": flow_steps if flowing else None,
-                          "normalized": normalize, "log_z": log_z if normalize else None,
-                          "log_z_std": spread if normalize else None, "count": len(result),
-                          "mean": sum(result) / len(result), "log_density": result})
+                            "flow_steps": flow_steps if flowing else None,
+                            "normalized": normalize, "log_z": log_z if normalize else None,
+                            "log_z_std": spread if normalize else None, "count": len(result),
+                            "mean": sum(result) / len(result), "log_density": result})
     else:
         sys.stdout.write("".join(f"{value:.6f}\n" for value in result))
     return 0

@@ -56,7 +56,7 @@ def print_summary(output: Path, result, **extra: object) -> None:
     """The ``--json`` summary of a finished training run, on stdout, from rank 0 only."""
     if is_main_process():
         console.print_json({"output": str(output), "step": result.step, "elapsed": result.elapsed,
-                          "history": result.history, **extra})
+                            "history": result.history, **extra})
 
 
 def numbers(text: str, count: int, option: str, kind: type = float) -> list:
