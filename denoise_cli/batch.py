@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from .errors import UsageError
 from .imgio.atomic import is_stream
-from .imgio.codec import Image, ImageError, check_depth, default_output_format, read_image, write_image
+from .imgio.codec import Image, ImageError, check_depth, format_from_path, read_image, write_image
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.pgm", "*.ppm", "*.pnm", "*.npy")
 SUFFIX = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "bmp": ".bmp", "pnm": ".pnm", "npy": ".npy"}
@@ -130,10 +130,10 @@ def _check_output_format(dest: str, out_format: str | None, depth: str | None) -
     """UsageError when ``dest`` gets an unknown format, or one that cannot store ``depth``; a
     stream without --format takes its input's format, known only once the image is read."""
     try:
-        format = out_format or default_output_format(dest, None)
+        format = out_format or (None if dest == "-" or is_stream(dest) else format_from_path(dest))
     except ImageError as exc:
         raise UsageError(str(exc)) from None
-    if depth is not None and (out_format or not (dest == "-" or is_stream(dest))):
+    if depth is not None and format is not None:
         try:
             check_depth(format, depth)
         except ImageError as exc:

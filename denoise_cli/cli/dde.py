@@ -272,9 +272,7 @@ def sample_command(
         raise UsageError("--grid must be at least 1")
     if (steps is not None and steps < 1) or not step_size > 0:
         raise UsageError("--steps must be at least 1 and --step-size positive")
-    to_stdout = output in (None, "-")
-    if json_output and (to_stdout or runner.names_stdout(output)):
-        raise UsageError("--json prints to stdout: write the samples to a file with -o")
+    runner.check_json_destination(json_output, output, in_place=False, what="samples")
     torch_device = devices.select_device(device)
     devices.configure_cpu(threads)
     network = _load_model(model).to(torch_device)

@@ -9,13 +9,13 @@ from ..errors import UsageError
 from . import console
 
 
-def check_json_destination(json_output: bool, output: str | None, in_place: bool) -> None:
-    """--json owns stdout, so the images must go to files."""
-    if json_output and not in_place and (output in (None, "-") or names_stdout(output)):
-        raise UsageError("--json prints to stdout: write the images to a file or directory with -o")
+def check_json_destination(json_output: bool, output: str | None, in_place: bool, what: str = "images") -> None:
+    """--json owns stdout, so the images (or other results, ``what``) must go to files."""
+    if json_output and not in_place and (output in (None, "-") or _names_stdout(output)):
+        raise UsageError(f"--json prints to stdout: write the {what} to a file or directory with -o")
 
 
-def names_stdout(path: str) -> bool:
+def _names_stdout(path: str) -> bool:
     """Whether ``path`` is the file stdout writes to (``/dev/stdout``, or stdout's redirection)."""
     try:
         return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))

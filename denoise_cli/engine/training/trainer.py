@@ -143,9 +143,9 @@ def train(
             scaler.load_state_dict(state["grad_scaler"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))
-        changed = ", ".join(f"{name} {state['train_config'][name]} -> {getattr(config, name)}"
-                            for name in RESUME_SETTINGS if name in state.get("train_config", {})
-                            and state["train_config"][name] != getattr(config, name))
+        stored = state.get("train_config", {})
+        changed = ", ".join(f"{name} {stored[name]} -> {getattr(config, name)}" for name in RESUME_SETTINGS
+                            if name in stored and stored[name] != getattr(config, name))
         if changed and dist.is_main:
             on_event({"kind": "warning", "message": f"resuming with other settings than the checkpoint's ({changed}): "
                                                     "the run goes on with the new ones, not exactly as it would have"})
